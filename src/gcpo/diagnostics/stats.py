@@ -1,0 +1,183 @@
+"""Gradient-noise statistics per group and rank correlations over groups.
+
+Per group (DESIGN.md section 6), from per-completion gradients ``g_1..g_G``:
+``V = (1/G) sum_i ||g_i - g_bar||^2`` (population variance, no Bessel correction),
+``||g_bar||^2`` and ``NSR = V / (||g_bar||^2 + eps)``.
+
+Over groups: Spearman rho with a seeded percentile-bootstrap 95 % CI, and the partial Spearman
+correlation given a covariate (reward dispersion): the Pearson correlation of the residuals of
+rank(x) and rank(y) after a least-squares fit on rank(z).
+
+Degenerate input never gives NaN: a correlation with a constant variable (or fewer than 3
+points) is reported as 0.0, i.e. "no measurable monotone association".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+__all__ = [
+    "GradientNoise",
+    "gradient_noise",
+    "spearman",
+    "partial_spearman",
+    "bootstrap_ci",
+    "Correlation",
+    "correlate",
+]
+
+NSR_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class GradientNoise:
+    """Per-group gradient statistics, each ``[B]`` (or scalar tensors for one group)."""
+
+    variance: torch.Tensor
+    mean_sq_norm: torch.Tensor
+    nsr: torch.Tensor
+
+
+def gradient_noise(
+    grads: torch.Tensor, mask: torch.Tensor | None = None, eps: float = NSR_EPS
+) -> GradientNoise:
+    """V, ||g_bar||^2 and NSR of per-completion gradients.
+
+    grads: ``[G, P]`` (one group) or ``[B, G, P]``.
+    mask: ``[G]`` / ``[B, G]`` bool, valid completions (default all). A group with no valid
+      completion gives V = ||g_bar||^2 = NSR = 0.
+    eps: added to ||g_bar||^2 in the NSR denominator (gradients here are O(1e-3..1) in norm).
+    """
+    grads = torch.as_tensor(grads, dtype=torch.float64)
+    if grads.dim() not in (2, 3):
+        raise ValueError(f"grads: expected [G, P] or [B, G, P], got shape {tuple(grads.shape)}")
+    single = grads.dim() == 2
+    if single:
+        grads = grads[None]
+    b, g, _ = grads.shape
+    if mask is None:
+        m = torch.ones(b, g, dtype=torch.float64)
+    else:
+        mask_t = torch.as_tensor(mask)
+        if single:
+            mask_t = mask_t[None]
+        if tuple(mask_t.shape) != (b, g):
+            raise ValueError(f"mask: expected shape {(b, g)}, got {tuple(mask_t.shape)}")
+        m = mask_t.to(torch.float64)
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    count = m.sum(1).clamp_min(1.0)
+    mean = (grads * m[..., None]).sum(1) / count[:, None]
+    sq_dev = ((grads - mean[:, None]) ** 2).sum(-1)
+    variance = (sq_dev * m).sum(1) / count
+    mean_sq = (mean**2).sum(-1)
+    nsr = variance / (mean_sq + eps)
+    out = [t.to(torch.float32) for t in (variance, mean_sq, nsr)]
+    if single:
+        out = [t[0] for t in out]
+    return GradientNoise(*out)
+
+
+def _as_1d(name: str, x: object) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains non-finite values")
+    return arr
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of rank-like vectors (values O(n)); 0.0 when either is (numerically) constant."""
+    a = a - a.mean()
+    b = b - b.mean()
+    na, nb = float(np.sqrt((a * a).sum())), float(np.sqrt((b * b).sum()))
+    tiny = 1e-9 * max(1, a.size)
+    if na <= tiny or nb <= tiny:
+        return 0.0
+    return float(np.clip((a * b).sum() / (na * nb), -1.0, 1.0))
+
+
+def spearman(x: object, y: object) -> float:
+    """Spearman rho (average ranks for ties); 0.0 when either is constant or n < 3."""
+    xa, ya = _as_1d("x", x), _as_1d("y", y)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y must have the same length, got {xa.size} and {ya.size}")
+    if xa.size < 3:
+        return 0.0
+    return _pearson(rankdata(xa), rankdata(ya))
+
+
+def _residual(target: np.ndarray, covariate: np.ndarray) -> np.ndarray:
+    design = np.stack([np.ones_like(covariate), covariate], axis=1)
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    return target - design @ coef
+
+
+def partial_spearman(x: object, y: object, z: object) -> float:
+    """Spearman correlation of x and y with the (linear, in ranks) effect of z removed."""
+    xa, ya, za = _as_1d("x", x), _as_1d("y", y), _as_1d("z", z)
+    if not xa.shape == ya.shape == za.shape:
+        raise ValueError(f"x, y, z must have the same length, got {xa.size}, {ya.size}, {za.size}")
+    if xa.size < 4:
+        return 0.0
+    rz = rankdata(za)
+    return _pearson(_residual(rankdata(xa), rz), _residual(rankdata(ya), rz))
+
+
+def bootstrap_ci(
+    stat: object,
+    *arrays: object,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``stat(*arrays)`` resampling rows (paired) with replacement."""
+    if not callable(stat):
+        raise ValueError(f"stat must be callable, got {stat!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    cols = [_as_1d(f"arrays[{i}]", a) for i, a in enumerate(arrays)]
+    n = cols[0].size
+    if any(c.size != n for c in cols):
+        raise ValueError(f"arrays must have equal lengths, got {[c.size for c in cols]}")
+    if n == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        values[r] = stat(*(c[idx] for c in cols))
+    lo, hi = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman rho of a signal against a target over n groups, its CI and the partial rho."""
+
+    n: int
+    rho: float
+    ci_low: float
+    ci_high: float
+    partial: float
+    partial_ci_low: float
+    partial_ci_high: float
+
+
+def correlate(
+    signal: object, target: object, covariate: object, *, n_resamples: int = 1000, seed: int = 0
+) -> Correlation:
+    """Spearman(signal, target) and partial Spearman given ``covariate``, each with a 95 % CI."""
+    s, t, c = _as_1d("signal", signal), _as_1d("target", target), _as_1d("covariate", covariate)
+    rho = spearman(s, t)
+    lo, hi = bootstrap_ci(spearman, s, t, n_resamples=n_resamples, seed=seed)
+    part = partial_spearman(s, t, c)
+    plo, phi = bootstrap_ci(partial_spearman, s, t, c, n_resamples=n_resamples, seed=seed)
+    return Correlation(s.size, rho, lo, hi, part, plo, phi)
