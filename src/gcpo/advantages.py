@@ -1,0 +1,152 @@
+"""Group-relative advantage estimators (DESIGN.md section 4, step 5).
+
+Pure functions on ``rewards[B, G]`` (B prompt groups of G completions), registered by name in
+:data:`ADVANTAGE_ESTIMATORS` like verl's ``register_adv_est``.
+
+``grpo_advantages`` reproduces TRL 1.16 ``GRPOTrainer._generate_and_score_completions``
+(``multi_objective_aggregation="sum_then_normalize"``) operation for operation, so the numbers are
+bit-identical: a masked completion plays the role of TRL's unscorable completion (reward NaN),
+i.e. it is left out of the group mean and std and gets advantage 0.
+
+- ``scale="group"``: ``A = (r - mean_g) / (std_g + eps)`` with the Bessel-corrected (``n - 1``)
+  std over the group's valid members.
+- ``scale="batch"``: the same with one Bessel-corrected std over every valid reward of the batch
+  (the mean stays per group, as in TRL).
+- ``scale="none"``: ``A = r - mean_g``.
+
+Degenerate cases, as in TRL: with ``G = 1`` (TRL's ``num_generations == 1``) the std is taken
+as 0, so ``A = 0``; a group with a single valid member among ``G > 1`` has an undefined (NaN)
+Bessel std, and TRL's final ``nan_to_num`` turns its advantage into 0; an all-masked group and
+masked entries give 0. With ``scale="batch"`` and a single valid reward in the whole batch TRL
+uses std 0. Call these on the rewards gathered over all processes (TRL normalises before slicing
+the local part).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from gcpo.signals import _check_mask, _float_tensor, _shape
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "SCALES",
+    "register_advantage_estimator",
+    "get_advantage_estimator",
+    "grpo_advantages",
+    "gcpo_advantages",
+]
+
+SCALES = ("group", "batch", "none")
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def register_advantage_estimator(
+    name: str,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator registering an advantage estimator under ``name``."""
+
+    def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_advantage_estimator(name: str) -> Callable[..., torch.Tensor]:
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(
+            f"advantage estimator: unknown name {name!r}; "
+            f"registered: {', '.join(sorted(ADVANTAGE_ESTIMATORS))}"
+        ) from None
+
+
+def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Bessel-corrected std ignoring NaNs, op-for-op as ``trl.trainer.utils.nanstd``."""
+    if dim is None:
+        mean = torch.nanmean(x, dim=None, keepdim=True)
+        variance = torch.nanmean((x - mean) ** 2, dim=None, keepdim=True)
+        count = torch.sum(~torch.isnan(x), dim=None, keepdim=True)
+    else:
+        mean = torch.nanmean(x, dim=dim, keepdim=True)
+        variance = torch.nanmean((x - mean) ** 2, dim=dim, keepdim=True)
+        count = torch.sum(~torch.isnan(x), dim=dim, keepdim=True)
+    correction = count / (count - 1)
+    correction = torch.where(count > 1, correction, torch.full_like(correction, float("nan")))
+    variance = variance * correction
+    std = torch.sqrt(variance)
+    return std.squeeze(dim) if dim is not None else std.reshape(())
+
+
+@register_advantage_estimator("grpo")
+def grpo_advantages(
+    rewards: Any, scale: str = "group", eps: float = 1e-4, mask: Any | None = None
+) -> torch.Tensor:
+    """GRPO group-relative advantages, numerically identical to TRL 1.16.
+
+    Args:
+        rewards: ``[B, G]`` float rewards (finite).
+        scale: ``"group"`` | ``"batch"`` | ``"none"`` (TRL's ``scale_rewards``).
+        eps: added to the std before dividing (TRL uses ``1e-4``), ``>= 0``.
+        mask: ``[B, G]`` bool, True = valid completion; masked entries get advantage 0.
+
+    Returns:
+        ``[B, G]`` advantages in the rewards' dtype; never NaN.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale: got {scale!r}, allowed: {', '.join(SCALES)}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise ValueError(f"eps: expected a number >= 0, got {eps!r}")
+    r = _float_tensor(rewards, "rewards", 2)
+    m = _check_mask(mask, (r.shape[0], r.shape[1]), r.device)
+    bsz, g = r.shape
+    r = r.masked_fill(~m, float("nan")).reshape(-1)  # TRL's flat layout, NaN = unscorable
+    mean_grouped = torch.nanmean(r.view(-1, g), dim=1).repeat_interleave(g, dim=0)
+    if scale in ("group", "none"):
+        if g > 1:
+            std = _nanstd(r.view(-1, g), dim=1).repeat_interleave(g, dim=0)
+        else:
+            std = torch.zeros_like(r)
+    else:  # batch
+        std = _nanstd(r).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
+    adv = r - mean_grouped
+    if scale != "none":
+        adv = adv / (std + eps)
+    adv = torch.nan_to_num(adv, nan=0.0)
+    return adv.view(bsz, g)
+
+
+@register_advantage_estimator("gcpo")
+def gcpo_advantages(
+    rewards: Any,
+    weights: Any,
+    scale: str = "group",
+    eps: float = 1e-4,
+    mask: Any | None = None,
+) -> torch.Tensor:
+    """GCPO advantages: ``A^[b, i] = weights[b] * A_grpo[b, i]``.
+
+    Args:
+        rewards: ``[B, G]`` float.
+        weights: ``[B]`` per-group weights from :func:`gcpo.weighting.group_weights` (finite,
+            ``>= 0``).
+        scale, eps, mask: as in :func:`grpo_advantages`.
+
+    Returns:
+        ``[B, G]`` advantages; masked entries are 0.
+    """
+    adv = grpo_advantages(rewards, scale=scale, eps=eps, mask=mask)
+    w = _float_tensor(weights, "weights", 1).to(device=adv.device)
+    if w.shape[0] != adv.shape[0]:
+        raise ValueError(f"weights: expected shape ({adv.shape[0]},), got {_shape(w)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"weights: must be >= 0, got minimum {w.min().item()}")
+    return adv * w.to(adv.dtype).unsqueeze(1)

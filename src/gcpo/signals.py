@@ -1,0 +1,704 @@
+"""Group-level uncertainty signals: one value per prompt group, higher = more uncertain.
+
+Pure functions on tensors (numpy accepted and converted), vectorised over a batch of ``B``
+prompt groups of ``G`` completions, with an optional validity ``mask[B, G]`` (bool) for variable
+group sizes. No model, embedder, file I/O or training framework in here (DESIGN.md sections 2-3).
+
+Every signal is registered under a name (``SIGNALS``, :func:`get_signal`) together with its upper
+bound, used by ``bound`` normalisation in :mod:`gcpo.weighting`:
+
+==========================  ===========================  ========================================
+name                        inputs                       bound (``SignalSpec.bound(G, rd_max)``)
+==========================  ===========================  ========================================
+``semantic_entropy``        cluster ids [B,G]            ``log G`` (G = valid group size)
+``cosine_dispersion``       embeddings [B,G,D]           ``1``
+``barycentric_transport``   point clouds (ragged lists)  ``1`` (see :func:`barycentric_transport`)
+``reward_dispersion``       rewards [B,G]                ``rd_max`` (half the reward range)
+``eigenscore``              embeddings [B,G,D]           none (can be negative)
+``token_entropy``           per-completion entropies     none
+``negative_log_likelihood`` per-completion log-probs     none
+==========================  ===========================  ========================================
+
+Degenerate groups (G = 1, identical completions, all rewards equal, zero embeddings, every member
+masked) give finite values documented per function -- never NaN. Bad input raises ``ValueError``
+naming the argument and the shape or value found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SIGNALS",
+    "SignalSpec",
+    "register_signal",
+    "get_signal",
+    "semantic_entropy",
+    "answer_clusters",
+    "embedding_clusters",
+    "cosine_dispersion",
+    "barycentric_transport",
+    "reward_dispersion",
+    "eigenscore",
+    "token_entropy",
+    "negative_log_likelihood",
+]
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """A registered signal: the function, what it consumes and its upper bound.
+
+    ``bound(group_size, rd_max)`` returns the signal's maximum for groups of ``group_size`` valid
+    completions (a float or a ``[B]`` tensor when ``group_size`` is one), or ``None`` when the
+    signal has no bound (then only ``rank`` normalisation applies). Calling the spec calls ``fn``.
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    inputs: str
+    bound: Callable[[Any, float], Any] | None
+    description: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def bounded(self) -> bool:
+        return self.bound is not None
+
+
+SIGNALS: dict[str, SignalSpec] = {}
+
+
+def register_signal(
+    name: str,
+    *,
+    inputs: str,
+    bound: Callable[[Any, float], Any] | None,
+    description: str,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator registering a signal function under ``name`` in :data:`SIGNALS`."""
+
+    def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in SIGNALS:
+            raise ValueError(f"signal name {name!r} is already registered")
+        SIGNALS[name] = SignalSpec(name, fn, inputs, bound, description)
+        return fn
+
+    return deco
+
+
+def get_signal(name: str) -> SignalSpec:
+    """The registered :class:`SignalSpec` called ``name`` (callable like the function itself)."""
+    try:
+        return SIGNALS[name]
+    except KeyError:
+        raise ValueError(
+            f"signal: unknown name {name!r}; registered: {', '.join(sorted(SIGNALS))}"
+        ) from None
+
+
+def _log_group_size(group_size: Any, rd_max: float) -> Any:
+    if isinstance(group_size, torch.Tensor):
+        return torch.log(group_size.to(torch.float64).clamp_min(1.0))
+    return math.log(max(int(group_size), 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers (shared by every signal)
+# --------------------------------------------------------------------------------------------
+
+
+def _shape(x: Any) -> str:
+    return str(tuple(x.shape)) if hasattr(x, "shape") else type(x).__name__
+
+
+def _to_tensor(x: Any, name: str) -> torch.Tensor:
+    """Tensor view of ``x`` (torch tensor, numpy array or nested list), detached."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise ValueError(f"{name}: expected a numeric array, got dtype object")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if isinstance(x, (list, tuple)):
+        try:
+            return torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{name}: cannot convert to a tensor ({exc})") from None
+    raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
+
+
+def _float_tensor(x: Any, name: str, ndim: int) -> torch.Tensor:
+    """Finite floating tensor with ``ndim`` dims (ints/bools are promoted to float32)."""
+    t = _to_tensor(x, name)
+    if t.dim() != ndim:
+        raise ValueError(f"{name}: expected {ndim} dims, got shape {_shape(t)}")
+    if t.is_complex():
+        raise ValueError(f"{name}: expected real values, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if not bool(torch.isfinite(t).all()):
+        bad = t[~torch.isfinite(t)].flatten()[0].item()
+        raise ValueError(f"{name}: contains a non-finite value ({bad}) in shape {_shape(t)}")
+    return t
+
+
+def _check_mask(mask: Any, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Bool ``mask[B, G]`` (all True when None)."""
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    m = _to_tensor(mask, "mask")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"mask: expected shape {tuple(shape)}, got {_shape(m)}")
+    if m.dtype != torch.bool:
+        if m.is_floating_point() or m.is_complex():
+            raise ValueError(f"mask: expected a bool tensor, got dtype {m.dtype}")
+        if bool(((m != 0) & (m != 1)).any()):
+            raise ValueError(f"mask: expected bool (or 0/1) values, got dtype {m.dtype}")
+        m = m != 0
+    return m.to(device)
+
+
+def _completion_weights(
+    weights: Any, mask: torch.Tensor, dtype: torch.dtype, name: str = "weights"
+) -> torch.Tensor:
+    """Normalised completion weights ``w[B, G]``: uniform over valid members by default.
+
+    Explicit weights must be finite and >= 0; they are renormalised over the valid members.
+    Masked entries get weight 0; an all-masked group gets all zeros.
+    """
+    valid = mask.to(dtype)
+    if weights is None:
+        w = valid
+    else:
+        w = _float_tensor(weights, name, 2).to(dtype=dtype, device=mask.device)
+        if tuple(w.shape) != tuple(mask.shape):
+            raise ValueError(f"{name}: expected shape {tuple(mask.shape)}, got {_shape(w)}")
+        if bool((w < 0).any()):
+            raise ValueError(f"{name}: must be >= 0, got minimum {w.min().item()}")
+        w = w * valid
+        zero = (w.sum(dim=1) <= 0) & mask.any(dim=1)
+        if bool(zero.any()):
+            b = int(torch.nonzero(zero)[0, 0])
+            raise ValueError(f"{name}: group {b} has zero total weight over its valid members")
+    total = w.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, w / total.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(w))
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero (an empty completion's embedding)."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return torch.where(norm > 0, x / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
+
+
+def _embeddings(embeddings: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    e = _float_tensor(embeddings, "embeddings", 3)
+    if e.shape[-1] == 0:
+        raise ValueError(f"embeddings: embedding dimension D must be >= 1, got shape {_shape(e)}")
+    m = _check_mask(mask, (e.shape[0], e.shape[1]), e.device)
+    return e, m
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic entropy and clusterers
+# --------------------------------------------------------------------------------------------
+
+
+@register_signal(
+    "semantic_entropy",
+    inputs="cluster_ids[B,G] (+ logprobs[B,G] for likelihood weighting)",
+    bound=_log_group_size,
+    description="entropy (nats) of the completion mass over meaning clusters (SEED-GRPO)",
+)
+def semantic_entropy(
+    cluster_ids: Any, logprobs: Any | None = None, mask: Any | None = None
+) -> torch.Tensor:
+    """Semantic entropy of each group.
+
+    Args:
+        cluster_ids: ``[B, G]`` integer cluster id per completion. Ids are arbitrary ints compared
+            only within a group (``-1`` is not special; give unparseable answers distinct ids,
+            as :func:`answer_clusters` does).
+        logprobs: ``[B, G]`` length-normalised sequence log-likelihoods ``l_i``. When given,
+            completion weights are ``w = softmax(l)`` over the valid members ("likelihood"
+            weighting); when None, ``w`` is uniform (discrete SE).
+        mask: ``[B, G]`` bool, True = valid completion.
+
+    Returns:
+        ``[B]`` float: ``SE = -sum_k p_k log p_k`` with ``p_k = sum_{i in C_k} w_i`` (nats),
+        in ``[0, log G_valid]``. Groups with at most one valid member, or a single cluster, give 0.
+    """
+    ids = _to_tensor(cluster_ids, "cluster_ids")
+    if ids.dim() != 2:
+        raise ValueError(f"cluster_ids: expected 2 dims [B, G], got shape {_shape(ids)}")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"cluster_ids: expected an integer tensor, got dtype {ids.dtype}")
+    m = _check_mask(mask, (ids.shape[0], ids.shape[1]), ids.device)
+    if logprobs is None:
+        dtype = torch.float32
+        w = _completion_weights(None, m, dtype)
+    else:
+        lp = _float_tensor(logprobs, "logprobs", 2).to(ids.device)
+        if tuple(lp.shape) != tuple(ids.shape):
+            raise ValueError(f"logprobs: expected shape {tuple(ids.shape)}, got {_shape(lp)}")
+        dtype = lp.dtype
+        logits = lp.masked_fill(~m, float("-inf"))
+        w = torch.softmax(logits, dim=1)
+        w = torch.nan_to_num(w, nan=0.0)  # all-masked rows: softmax of all -inf
+    same = (ids.unsqueeze(2) == ids.unsqueeze(1)) & m.unsqueeze(1) & m.unsqueeze(2)  # [B,G,G]
+    # mass of the cluster each completion belongs to; sum_k p_k log p_k = sum_i w_i log p_{c(i)}
+    p_own = (same.to(dtype) * w.unsqueeze(1)).sum(dim=2)
+    terms = torch.where(w > 0, w * torch.log(p_own.clamp_min(torch.finfo(dtype).tiny)), 0.0)
+    return (-terms.sum(dim=1)).clamp_min(0.0) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def answer_clusters(
+    answer_keys: Sequence[Sequence[str | None]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster completions by exact match of canonical answer keys.
+
+    Args:
+        answer_keys: ``B`` lists of per-completion canonical answers (e.g. from
+            ``gcpo.tasks.extract_answer``); ``None`` marks an unparseable answer.
+
+    Returns:
+        ``(ids[B, Gmax] long, mask[B, Gmax] bool)``: ids are consecutive ints ``0..K-1`` per group
+        in order of first appearance; every ``None`` gets its own fresh id (the released SEED-GRPO
+        rule: an unparseable answer is its own cluster). Padding entries have id ``-1`` and mask
+        False.
+    """
+    if isinstance(answer_keys, (str, bytes)) or not isinstance(answer_keys, Sequence):
+        raise ValueError(
+            f"answer_keys: expected a list of lists of str/None, got {type(answer_keys).__name__}"
+        )
+    rows: list[list[int]] = []
+    for b, group in enumerate(answer_keys):
+        if isinstance(group, (str, bytes)) or not isinstance(group, Sequence):
+            raise ValueError(
+                f"answer_keys[{b}]: expected a list of str/None, got {type(group).__name__}"
+            )
+        seen: dict[str, int] = {}
+        row: list[int] = []
+        next_id = 0
+        for i, key in enumerate(group):
+            if key is None:
+                row.append(next_id)
+                next_id += 1
+                continue
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"answer_keys[{b}][{i}]: expected str or None, got {type(key).__name__}"
+                )
+            if key not in seen:
+                seen[key] = next_id
+                next_id += 1
+            row.append(seen[key])
+        rows.append(row)
+    g_max = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), g_max), -1, dtype=torch.long)
+    mask = torch.zeros((len(rows), g_max), dtype=torch.bool)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[b, : len(row)] = True
+    return ids, mask
+
+
+def embedding_clusters(
+    embeddings: Any, threshold: float = 0.9, mask: Any | None = None
+) -> torch.Tensor:
+    """Greedy-anchor clustering of completions by cosine similarity (for free-form answers).
+
+    Completions are visited in order; each joins the cluster of the *first* anchor whose cosine
+    similarity to it is ``>= threshold``, otherwise it becomes a new anchor. Embeddings are
+    unit-normalised inside, so the result is invariant to their scale. A zero embedding (empty
+    completion) has cosine 0 to everything.
+
+    Args:
+        embeddings: ``[B, G, D]`` float.
+        threshold: cosine similarity needed to join an anchor, in ``[-1, 1]``.
+        mask: ``[B, G]`` bool, True = valid.
+
+    Returns:
+        ``ids[B, G]`` long: the index of the completion's anchor (so ids are ints in ``[0, G)``);
+        masked entries get ``-1`` and must be used together with ``mask``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"threshold: expected a number, got {threshold!r}")
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold: must be in [-1, 1], got {threshold!r}")
+    e, m = _embeddings(embeddings, mask)
+    u = _unit_rows(e)
+    sim = u @ u.transpose(1, 2)  # [B,G,G]
+    bsz, g = m.shape
+    ids = torch.full((bsz, g), -1, dtype=torch.long, device=e.device)
+    is_anchor = torch.zeros((bsz, g), dtype=torch.bool, device=e.device)
+    for i in range(g):
+        cand = is_anchor[:, :i] & (sim[:, i, :i] >= threshold)
+        has = cand.any(dim=1)
+        # first True along dim 1 (argmax of a bool->int tensor returns the first maximum)
+        first = (
+            cand.to(torch.int8).argmax(dim=1) if i > 0 else torch.zeros_like(has, dtype=torch.long)
+        )
+        joined = ids[:, :i].gather(1, first.view(-1, 1)).squeeze(1) if i > 0 else first
+        new_id = torch.full_like(joined, i)
+        ids[:, i] = torch.where(
+            m[:, i], torch.where(has, joined, new_id), torch.full_like(joined, -1)
+        )
+        is_anchor[:, i] = m[:, i] & ~has
+    return ids
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry-aware disagreement
+# --------------------------------------------------------------------------------------------
+
+
+@register_signal(
+    "cosine_dispersion",
+    inputs="embeddings[B,G,D] (+ weights[B,G])",
+    bound=lambda group_size, rd_max: 1.0,
+    description="1 - ||weighted mean of unit embeddings||, in [0,1]",
+)
+def cosine_dispersion(
+    embeddings: Any, weights: Any | None = None, mask: Any | None = None
+) -> torch.Tensor:
+    """Cosine Dispersion ``CD = 1 - ||sum_i w_i e_i||`` of each group.
+
+    Args:
+        embeddings: ``[B, G, D]`` float, any scale (rows are unit-normalised inside, so CD is
+            scale-invariant; an all-zero row -- an empty completion -- stays zero and so pulls the
+            resultant towards 0, i.e. counts as disagreement).
+        weights: ``[B, G]`` non-negative completion weights, renormalised over valid members;
+            uniform when None.
+        mask: ``[B, G]`` bool, True = valid.
+
+    Returns:
+        ``[B]`` float in ``[0, 1]``. Identical completions and single-member groups give 0; an
+        all-masked group gives 0. With uniform ``w``,
+        ``1 - ||e_bar||^2`` = mean cosine distance over all ordered pairs (i = j included).
+    """
+    e, m = _embeddings(embeddings, mask)
+    w = _completion_weights(weights, m, e.dtype)
+    resultant = (w.unsqueeze(-1) * _unit_rows(e)).sum(dim=1)  # [B,D]
+    cd = 1.0 - torch.linalg.vector_norm(resultant, dim=-1)
+    cd = torch.where(m.any(dim=1), cd, torch.zeros_like(cd))
+    return cd.clamp(0.0, 1.0)
+
+
+def _cloud_weights(weights: Any, sizes: list[int]) -> list[np.ndarray]:
+    """Per-group normalised completion weights for :func:`barycentric_transport`."""
+    out: list[np.ndarray] = []
+    if weights is None:
+        return [np.full(g, 1.0 / g) if g else np.zeros(0) for g in sizes]
+    if isinstance(weights, (torch.Tensor, np.ndarray)):
+        t = _float_tensor(weights, "weights", 2)
+        if t.shape[0] != len(sizes) or any(g > t.shape[1] for g in sizes):
+            raise ValueError(
+                f"weights: expected shape [B={len(sizes)}, G>={max(sizes, default=0)}], "
+                f"got {_shape(t)}"
+            )
+        rows = [t[b, :g] for b, g in enumerate(sizes)]
+    else:
+        if len(weights) != len(sizes):
+            raise ValueError(f"weights: expected {len(sizes)} groups, got {len(weights)}")
+        rows = []
+        for b, (row, g) in enumerate(zip(weights, sizes, strict=True)):
+            r = _float_tensor(row, f"weights[{b}]", 1)
+            if r.shape[0] != g:
+                raise ValueError(f"weights[{b}]: expected {g} values, got shape {_shape(r)}")
+            rows.append(r)
+    for b, r in enumerate(rows):
+        arr = r.to(torch.float64).cpu().numpy()
+        if (arr < 0).any():
+            raise ValueError(f"weights[{b}]: must be >= 0, got minimum {arr.min()}")
+        if len(arr) and arr.sum() <= 0:
+            raise ValueError(f"weights[{b}]: zero total weight")
+        out.append(arr / arr.sum() if len(arr) else arr)
+    return out
+
+
+def _sq_dists(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Squared Euclidean cost matrix ``[len(x), len(y)]`` (what ``ot.dist`` computes)."""
+    d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    return np.maximum(d, 0.0)
+
+
+def _is_uniform(p: np.ndarray) -> bool:
+    return bool(np.all(p == p[0]))
+
+
+def _transport_plan(b: np.ndarray, a: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Optimal plan between weights ``b`` (rows) and ``a`` (columns) under ``cost``.
+
+    One-point marginals have a single feasible plan, so POT is only called when both sides have
+    several points (saves most of the solver calls for short completions).
+    """
+    if cost.shape[0] == 1:
+        return a[None, :].copy()
+    if cost.shape[1] == 1:
+        return b[:, None].copy()
+    if cost.shape[0] == cost.shape[1] and _is_uniform(a) and _is_uniform(b):
+        # uniform measures of equal size: the transport polytope's vertices are permutation
+        # matrices / n (Birkhoff), so an optimal assignment is an optimal plan
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(cost)
+        plan = np.zeros_like(cost)
+        plan[rows, cols] = 1.0 / cost.shape[0]
+        return plan
+    import ot  # POT; imported lazily so `import gcpo.signals` stays light
+
+    return ot.emd(b, a, cost, center_dual=False, check_marginals=False)
+
+
+def _group_barycentric_transport(
+    clouds: list[np.ndarray], w: np.ndarray, support_size: int | None, max_iter: int, tol: float
+) -> float:
+    """BoT of one group: POT's free-support barycenter fixed point, then the transport cost.
+
+    The loop is the algorithm of ``ot.lp.free_support_barycenter`` (Cuturi & Doucet 2014, Alg. 2
+    with theta = 1; squared-Euclidean cost, fixed uniform barycenter weights) with the same
+    stopping rule, written out so the plans of the last iterate give the final cost without a
+    second round of solves, and so that trivial one-point plans skip the solver. Each transport
+    plan is solved exactly by POT's network simplex (``ot.emd``); ``tests/test_signals.py``
+    checks the result against ``ot.lp.free_support_barycenter`` + ``ot.emd2``.
+    """
+    keep = [i for i in range(len(clouds)) if w[i] > 0]
+    if len(keep) <= 1:
+        return 0.0
+    ys = [clouds[i] for i in keep]
+    w = w[keep] / w[keep].sum()
+    sizes = [y.shape[0] for y in ys]
+    k = max(sizes) if support_size is None else support_size
+    # deterministic, permutation-equivariant initialisation: the cloud whose mean is closest to
+    # the weighted mean of all cloud means (first such on an exact tie), tiled to k points
+    means = np.stack([y.mean(axis=0) for y in ys])
+    centre = (w[:, None] * means).sum(axis=0)
+    init = ys[int(np.argmin(((means - centre) ** 2).sum(axis=1)))]
+    x = init[np.arange(k) % init.shape[0]]
+    a = [np.full(s, 1.0 / s) for s in sizes]
+    b = np.full(k, 1.0 / k)
+    displacement = tol + 1.0
+    for it in range(max_iter + 1):
+        costs = [_sq_dists(x, y) for y in ys]
+        plans = [_transport_plan(b, ai, c) for ai, c in zip(a, costs, strict=True)]
+        if it == max_iter or displacement <= tol:
+            return float(sum(wi * (p * c).sum() for wi, p, c in zip(w, plans, costs, strict=True)))
+        x_new = sum(wi * (p @ y) for wi, p, y in zip(w, plans, ys, strict=True)) / b[:, None]
+        displacement = float(((x_new - x) ** 2).sum())
+        x = x_new
+    raise AssertionError("unreachable")
+
+
+@register_signal(
+    "barycentric_transport",
+    inputs="clouds: B lists of G point clouds [m_i, D] (+ weights)",
+    bound=lambda group_size, rd_max: 1.0,
+    description="transport cost from a group's point clouds to their Wasserstein barycenter",
+)
+def barycentric_transport(
+    clouds: Sequence[Sequence[Any]],
+    weights: Any | None = None,
+    *,
+    support_size: int | None = None,
+    max_iter: int = 10,
+    tol: float = 1e-7,
+) -> torch.Tensor:
+    """Barycentric Transport ``BoT = sum_i w_i W_2^2(nu_i, nu*)`` of each group.
+
+    Each completion ``i`` is the uniform measure ``nu_i`` on its point cloud ``X_i`` (rows
+    unit-normalised inside, so BoT is scale-invariant; a zero row stays zero). ``nu*`` is the
+    free-support Wasserstein barycenter with ``k`` uniformly weighted support points, computed by
+    POT's fixed-point solver ``ot.lp.free_support_barycenter`` (squared-Euclidean cost); the
+    costs ``W_2^2`` are then ``ot.emd2`` against that barycenter.
+
+    Defaults: ``k = support_size`` or, when None, the largest cloud size in the group;
+    ``max_iter = 10`` fixed-point iterations, stopping early when the squared support displacement
+    is ``<= tol``; initial support = the cloud whose mean is closest to the weighted mean of all
+    cloud means, its points tiled cyclically to ``k``.
+
+    Properties: one point per completion gives exactly ``1 - ||e_bar||^2`` (the barycenter of
+    Diracs is the Dirac at the weighted mean, reached in one iteration); identical steps shared by
+    two traces cost nothing. Bound: 1 -- the fixed-point update never costs more than putting the
+    whole barycenter at the origin, which costs exactly 1 for unit rows, so after >= 1 iteration
+    BoT is in ``[0, 1]`` (clipped to absorb round-off).
+
+    Args:
+        clouds: ``B`` groups, each a list of ``G_b`` point clouds ``[m_i, D]`` (tensor or array);
+            an empty cloud (``m_i = 0``) is treated as one zero point (an empty completion).
+        weights: completion weights, ``[B, G]`` tensor or ``B`` lists of ``G_b`` values
+            (renormalised per group); uniform when None.
+        support_size: barycenter support size ``k`` (``>= 1``) or None (see above).
+        max_iter: fixed-point iterations (``>= 1``).
+        tol: early-stopping threshold on the squared support displacement.
+
+    Returns:
+        ``[B]`` float64 in ``[0, 1]``. Groups with fewer than two completions give 0.
+    """
+    if isinstance(clouds, (torch.Tensor, np.ndarray)) or not isinstance(clouds, Sequence):
+        raise ValueError(
+            f"clouds: expected B lists of [m_i, D] point clouds, got {type(clouds).__name__}"
+        )
+    if support_size is not None and (
+        isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 1
+    ):
+        raise ValueError(f"support_size: expected an int >= 1 or None, got {support_size!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    groups: list[list[np.ndarray]] = []
+    dim: int | None = None
+    for b, group in enumerate(clouds):
+        if isinstance(group, (torch.Tensor, np.ndarray)) or not isinstance(group, Sequence):
+            raise ValueError(
+                f"clouds[{b}]: expected a list of [m_i, D] point clouds, got {type(group).__name__}"
+            )
+        arrs = []
+        for i, cloud in enumerate(group):
+            name = f"clouds[{b}][{i}]"
+            t = _to_tensor(cloud, name)
+            if t.dim() != 2:
+                raise ValueError(f"{name}: expected 2 dims [m_i, D], got shape {_shape(t)}")
+            t = _float_tensor(t, name, 2).to(torch.float64)
+            if dim is None:
+                dim = t.shape[1]
+            if t.shape[1] != dim or dim == 0:
+                raise ValueError(f"{name}: expected D={dim} >= 1 columns, got shape {_shape(t)}")
+            if t.shape[0] == 0:
+                t = torch.zeros((1, dim), dtype=torch.float64)
+            arrs.append(_unit_rows(t).cpu().numpy())
+        groups.append(arrs)
+    ws = _cloud_weights(weights, [len(g) for g in groups])
+    out = [
+        _group_barycentric_transport(g, w, support_size, max_iter, tol) if len(g) > 1 else 0.0
+        for g, w in zip(groups, ws, strict=True)
+    ]
+    return torch.tensor(out, dtype=torch.float64).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Reward dispersion and baselines
+# --------------------------------------------------------------------------------------------
+
+
+@register_signal(
+    "reward_dispersion",
+    inputs="rewards[B,G]",
+    bound=lambda group_size, rd_max: rd_max,
+    description="population std of the group's rewards (no Bessel correction)",
+)
+def reward_dispersion(rewards: Any, mask: Any | None = None) -> torch.Tensor:
+    """Reward Dispersion: population standard deviation of each group's rewards.
+
+    Args:
+        rewards: ``[B, G]`` float.
+        mask: ``[B, G]`` bool, True = valid.
+
+    Returns:
+        ``[B]`` float, ``sqrt(mean_i (r_i - r_bar)^2)`` over valid members (no Bessel correction,
+        unlike TRL's advantage std). 0 for single-member, constant and all-masked groups.
+    """
+    r = _float_tensor(rewards, "rewards", 2)
+    m = _check_mask(mask, (r.shape[0], r.shape[1]), r.device)
+    w = _completion_weights(None, m, r.dtype)
+    mean = (w * r).sum(dim=1, keepdim=True)
+    var = (w * (r - mean) ** 2).sum(dim=1)
+    return var.clamp_min(0.0).sqrt()
+
+
+@register_signal(
+    "eigenscore",
+    inputs="embeddings[B,G,D]",
+    bound=None,
+    description="INSIDE EigenScore: (1/G) log det(Gram of centred embeddings + alpha I)",
+)
+def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) -> torch.Tensor:
+    """EigenScore (INSIDE, Chen et al. 2024) in its ``G x G`` Gram form.
+
+    Embeddings are unit-normalised, centred over the valid members of the group (``Z``, ``n x D``),
+    and ``K = Z Z^T / n`` (``n x n``). The score is ``(1/n) log det(K + alpha I_n)``. ``K`` has the
+    same non-zero eigenvalues as the covariance ``Z^T Z / n`` (``D x D``), so this equals
+    ``(1/n) log det(Cov + alpha I_D)`` minus the constant ``(D - n)/n * log(alpha)`` -- the same
+    ordering of groups of equal size, at ``O(n^2 D)`` instead of ``O(D^3)``.
+
+    Args:
+        embeddings: ``[B, G, D]`` float.
+        mask: ``[B, G]`` bool, True = valid.
+        alpha: ridge ``> 0``.
+
+    Returns:
+        ``[B]`` float (unbounded, usually negative). Identical completions or a single member give
+        ``log(alpha)``; an all-masked group gives 0.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise ValueError(f"alpha: expected a number > 0, got {alpha!r}")
+    e, m = _embeddings(embeddings, mask)
+    e = e.to(torch.float64)
+    u = _unit_rows(e)
+    n = m.sum(dim=1)  # [B]
+    valid = m.to(e.dtype).unsqueeze(-1)
+    mean = (u * valid).sum(dim=1) / n.clamp_min(1).to(e.dtype).unsqueeze(-1)
+    z = (u - mean.unsqueeze(1)) * valid
+    gram = z @ z.transpose(1, 2) / n.clamp_min(1).to(e.dtype).view(-1, 1, 1)
+    eye = torch.eye(m.shape[1], dtype=e.dtype, device=e.device)
+    logdet = torch.linalg.slogdet(gram + alpha * eye).logabsdet
+    # masked rows/cols of `gram` are zero, each adds log(alpha) to logdet: remove them
+    logdet = logdet - (m.shape[1] - n).to(e.dtype) * math.log(alpha)
+    score = logdet / n.clamp_min(1).to(e.dtype)
+    return torch.where(n > 0, score, torch.zeros_like(score))
+
+
+def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    w = _completion_weights(None, m, x.dtype)
+    return (w * x).sum(dim=1)
+
+
+@register_signal(
+    "token_entropy",
+    inputs="entropies[B,G] (per-completion mean token entropy)",
+    bound=None,
+    description="group mean of per-completion mean token entropy",
+)
+def token_entropy(entropies: Any, mask: Any | None = None) -> torch.Tensor:
+    """Mean over each group of the per-completion mean token entropy.
+
+    Args:
+        entropies: ``[B, G]`` float, each completion's mean token entropy (nats).
+        mask: ``[B, G]`` bool, True = valid.
+
+    Returns:
+        ``[B]`` float; 0 for an all-masked group.
+    """
+    x = _float_tensor(entropies, "entropies", 2)
+    return _masked_mean(x, _check_mask(mask, (x.shape[0], x.shape[1]), x.device))
+
+
+@register_signal(
+    "negative_log_likelihood",
+    inputs="logprobs[B,G] (length-normalised log-likelihoods)",
+    bound=None,
+    description="group mean of -l_i (length-normalised negative log-likelihood)",
+)
+def negative_log_likelihood(logprobs: Any, mask: Any | None = None) -> torch.Tensor:
+    """Mean over each group of ``-l_i`` (length-normalised negative log-likelihood).
+
+    Args:
+        logprobs: ``[B, G]`` float, mean token log-prob of each completion.
+        mask: ``[B, G]`` bool, True = valid.
+
+    Returns:
+        ``[B]`` float; 0 for an all-masked group.
+    """
+    x = _float_tensor(logprobs, "logprobs", 2)
+    return _masked_mean(-x, _check_mask(mask, (x.shape[0], x.shape[1]), x.device))

@@ -1,0 +1,430 @@
+"""From a group's uncertainty signal to a weight on its advantages (DESIGN.md section 4).
+
+``group_weights(U[B], RD[B], config, state)`` runs four steps, each a small pure function:
+
+1. **normalise** ``U`` to ``[0, 1]``: ``bound`` (divide by the signal's bound, clip) or ``rank``
+   (mid-rank percentile within a running window of recent groups, kept in an explicit
+   :class:`RankNormalizerState` that training saves in its checkpoints);
+2. **calibrate** with reward dispersion: ``none`` (``U~ = Un``), ``product``
+   (``U~ = Un * (1 - RDn)``), or ``snr`` (the weight is directly ``RDn / (RDn + lambda * Un)``),
+   where ``RDn = clip(RD / rd_max, 0, 1)``;
+3. **modulate**: ``weight = f(alpha * U~)`` with ``f`` = ``linear`` ``max(1 - x, w_min)``,
+   ``exp`` ``e^-x``, ``focal`` ``max(1 - x, 0)^gamma`` or ``inverse`` ``1 / (1 + x)`` (skipped
+   for ``snr``);
+4. **renormalise** (optional): multiply every weight by one factor so that the mean weight over
+   groups with ``RD > 0`` is 1 (over all groups when ``RD`` is not given). Groups with ``RD = 0``
+   get the same factor; their GRPO advantages are 0, so their weight has no effect. When no group
+   has ``RD > 0``, or their weights sum to 0, the weights are left as they are.
+
+Named presets (``grpo``, ``seed-grpo``, ``seed-grpo-strong``, ``gcpo``, ``gcpo-bot``) are YAML
+files in ``gcpo/configs/presets`` -- the source of truth -- loaded by :func:`preset`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gcpo import config as cfg
+from gcpo.config import ConfigError
+from gcpo.signals import SIGNALS, _float_tensor, _shape, _to_tensor, get_signal
+
+__all__ = [
+    "WeightingConfig",
+    "WeightingResult",
+    "RankNormalizerState",
+    "PRESET_DIR",
+    "available_presets",
+    "preset",
+    "initial_state",
+    "normalize",
+    "calibrate",
+    "modulate",
+    "renormalize",
+    "group_weights",
+    "group_weights_detailed",
+]
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs" / "presets"
+
+
+@dataclass
+class WeightingConfig:
+    """How a group's uncertainty signal becomes a weight on its advantages (defaults = ``gcpo``)."""
+
+    signal: str = cfg.field(
+        "cosine_dispersion",
+        help="uncertainty signal: a name registered in gcpo.signals.SIGNALS (semantic_entropy, "
+        "cosine_dispersion, barycentric_transport, reward_dispersion, eigenscore, token_entropy, "
+        "negative_log_likelihood) or 'none' (weight 1 = plain GRPO)",
+    )
+    se_clusterer: str = cfg.field(
+        "answer",
+        help="semantic_entropy clusters: 'answer' (exact match of the extracted final answer; "
+        "unparseable = own cluster) or 'embedding' (cosine >= cluster_threshold, greedy anchors)",
+        choices=("answer", "embedding"),
+    )
+    se_likelihood_weighting: bool = cfg.field(
+        False,
+        help="semantic_entropy: weight completions by softmax of their length-normalised "
+        "log-likelihoods (else uniform = discrete SE)",
+    )
+    cluster_threshold: float = cfg.field(
+        0.9,
+        help="cosine similarity needed to join a cluster (se_clusterer=embedding)",
+        min=-1.0,
+        max=1.0,
+    )
+    completion_weighting: str = cfg.field(
+        "uniform",
+        help="completion weights w_i inside cosine_dispersion / barycentric_transport: 'uniform' or "
+        "'likelihood' (softmax of length-normalised log-likelihoods)",
+        choices=("uniform", "likelihood"),
+    )
+    normalization: str = cfg.field(
+        "rank",
+        help="map the signal to [0,1]: 'bound' (divide by the signal's bound, e.g. log G for SE, "
+        "and clip) or 'rank' (mid-rank percentile in a running window of recent groups)",
+        choices=("bound", "rank"),
+    )
+    rank_window: int = cfg.field(
+        1024, help="rank normalisation: number of recent group values kept in the window", min=1
+    )
+    calibration: str = cfg.field(
+        "product",
+        help="reward-dispersion calibration: 'none', 'product' (U * (1 - RD/rd_max)) or 'snr' "
+        "(weight = RDn / (RDn + snr_lambda * U))",
+        choices=("none", "product", "snr"),
+    )
+    snr_lambda: float = cfg.field(1.0, help="calibration=snr: weight of U against RDn", min=0.0)
+    rd_max: float = cfg.field(
+        0.5,
+        help="largest reward dispersion, half the reward range (0.5 for rewards in [0,1]); also the "
+        "bound of the reward_dispersion signal",
+        min=1e-12,
+    )
+    modulation: str = cfg.field(
+        "linear",
+        help="f in weight = f(alpha * U~): 'linear' max(1-x, w_min), 'exp' e^-x, 'focal' "
+        "max(1-x, 0)^focal_gamma, 'inverse' 1/(1+x) (the released SEED-GRPO form)",
+        choices=("linear", "exp", "focal", "inverse"),
+    )
+    alpha: float = cfg.field(1.0, help="strength of the modulation (0 = plain GRPO)", min=0.0)
+    w_min: float = cfg.field(0.1, help="floor of the linear modulation", min=0.0, max=1.0)
+    focal_gamma: float = cfg.field(2.0, help="exponent of the focal modulation", min=0.0)
+    renormalize: bool = cfg.field(
+        True,
+        help="rescale the weights so their mean over groups with RD > 0 is 1 (re-allocates the "
+        "update across prompts instead of lowering the learning rate)",
+    )
+    bot_max_segments: int = cfg.field(
+        8, help="barycentric_transport: at most this many segments (points) per completion", min=1
+    )
+    bot_support_size: int = cfg.field(
+        0,
+        help="barycentric_transport: barycenter support size k (0 = the largest cloud in the group)",
+        min=0,
+    )
+    bot_max_iter: int = cfg.field(
+        10, help="barycentric_transport: fixed-point iterations of the barycenter solver", min=1
+    )
+    eigenscore_alpha: float = cfg.field(
+        1e-3, help="eigenscore: ridge alpha in log det(K + alpha I)", min=1e-12
+    )
+
+    def __post_init__(self) -> None:
+        cfg.validate(self)
+        if self.signal != "none" and self.signal not in SIGNALS:
+            raise ConfigError(
+                f"signal: got {self.signal!r}, allowed: none, {', '.join(sorted(SIGNALS))}"
+            )
+        if (
+            self.signal != "none"
+            and self.normalization == "bound"
+            and not SIGNALS[self.signal].bounded
+        ):
+            raise ConfigError(
+                f"normalization: got 'bound' but signal {self.signal!r} has no bound; use 'rank'"
+            )
+
+
+@dataclass(frozen=True)
+class WeightingResult:
+    """``weights[B]`` and the intermediate ``normalized[B]`` / ``calibrated[B]`` signal (U~)."""
+
+    weights: torch.Tensor
+    normalized: torch.Tensor
+    calibrated: torch.Tensor
+
+
+def available_presets() -> list[str]:
+    """Names of the preset YAML files shipped in ``gcpo/configs/presets``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset(name: str) -> WeightingConfig:
+    """The :class:`WeightingConfig` of a named preset (loaded from its YAML file)."""
+    names = available_presets()
+    if name not in names:
+        raise ValueError(f"preset: unknown name {name!r}; available: {', '.join(names)}")
+    return cfg.load(WeightingConfig, PRESET_DIR / f"{name}.yaml")
+
+
+# --------------------------------------------------------------------------------------------
+# Rank normalisation state
+# --------------------------------------------------------------------------------------------
+
+
+class RankNormalizerState:
+    """Running window of recent raw signal values for ``rank`` normalisation.
+
+    The rank of a value ``u`` of the current batch is computed against the *pool* = the window
+    followed by the whole current batch (``u`` itself included), as its mid-rank among the other
+    pool members::
+
+        rank(u) = (#{v in others: v < u} + 0.5 * #{v in others: v == u}) / #others
+
+    where ``others`` is the pool minus one copy of ``u``. So the smallest distinct value maps to
+    0, the largest to 1, ties share the mean of their ranks, and a lone value (empty window,
+    batch of one) maps to 0.5. After ranking, the batch is appended and only the last ``window``
+    values are kept. Deterministic; ``state_dict()`` is plain Python data (picklable, goes into
+    checkpoints).
+    """
+
+    def __init__(self, window: int = 1024, values: list[float] | None = None) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window: expected an int >= 1, got {window!r}")
+        self.window = window
+        self.values: list[float] = []
+        if values is not None:
+            self.load_state_dict({"window": window, "values": values})
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"RankNormalizerState(window={self.window}, len={len(self.values)})"
+
+    def rank(self, u: torch.Tensor, update: bool = True) -> torch.Tensor:
+        """Mid-rank percentiles ``[B]`` in ``[0, 1]`` of ``u[B]``; appends ``u`` when ``update``."""
+        batch = u.detach().to(torch.float64).cpu().reshape(-1)
+        pool = torch.cat([torch.tensor(self.values, dtype=torch.float64), batch])
+        less = (pool.unsqueeze(0) < batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
+        equal = (pool.unsqueeze(0) == batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
+        others = pool.numel() - 1
+        lone = torch.full_like(batch, 0.5)
+        ranks = (less + 0.5 * (equal - 1.0)) / others if others > 0 else lone
+        if update:
+            self.values = pool.tolist()[-self.window :]
+        return ranks.to(device=u.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "values": list(self.values)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` output; keeps this object's ``window`` (the last
+        ``window`` values are kept if the saved window was larger)."""
+        if not isinstance(state, dict) or "values" not in state:
+            raise ValueError(f"state: expected a dict with 'values', got {type(state).__name__}")
+        vals = state["values"]
+        if isinstance(vals, torch.Tensor):
+            vals = vals.detach().cpu().reshape(-1).tolist()
+        if not isinstance(vals, (list, tuple)):
+            raise ValueError(
+                f"state['values']: expected a list of numbers, got {type(vals).__name__}"
+            )
+        out = []
+        for i, v in enumerate(vals):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"state['values'][{i}]: expected a finite number, got {v!r}")
+            out.append(float(v))
+        self.values = out[-self.window :]
+
+
+def initial_state(config: WeightingConfig) -> RankNormalizerState | None:
+    """A fresh :class:`RankNormalizerState` when ``config`` uses ``rank`` normalisation, else None."""
+    if config.signal != "none" and config.normalization == "rank":
+        return RankNormalizerState(window=config.rank_window)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The four steps
+# --------------------------------------------------------------------------------------------
+
+
+def _bound_tensor(bound: Any, u: torch.Tensor) -> torch.Tensor:
+    """``bound`` (number, 0-d or ``[B]``) as a float64 tensor on ``u``'s device, checked."""
+    t = _to_tensor(bound, "bound") if not isinstance(bound, (int, float)) else torch.tensor(bound)
+    t = t.to(device=u.device, dtype=torch.float64)
+    if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != u.shape[0]):
+        raise ValueError(f"bound: expected a number or shape ({u.shape[0]},), got {_shape(t)}")
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(f"bound: expected finite values >= 0, got {t.flatten()[:4].tolist()}")
+    return t
+
+
+def normalize(
+    uncertainty: torch.Tensor,
+    config: WeightingConfig,
+    state: RankNormalizerState | None = None,
+    *,
+    group_size: Any = None,
+    bound: Any = None,
+) -> torch.Tensor:
+    """Step 1: ``U[B]`` -> ``Un[B]`` in ``[0, 1]`` (``rank`` updates ``state``).
+
+    ``bound`` normalisation divides by ``bound`` when given, else by the registered bound of
+    ``config.signal`` evaluated at ``group_size`` (an int or ``[B]`` tensor of valid group sizes;
+    needed for ``semantic_entropy``, whose bound is ``log G``). A bound of 0 (e.g. ``log 1``)
+    gives ``Un = 0``.
+    """
+    u = uncertainty.to(torch.float64)
+    if config.normalization == "rank":
+        if state is None:
+            raise ValueError(
+                "state: rank normalisation needs a RankNormalizerState (got None); create one "
+                "with gcpo.weighting.initial_state(config) and save it with your checkpoints"
+            )
+        if not isinstance(state, RankNormalizerState):
+            raise ValueError(f"state: expected a RankNormalizerState, got {type(state).__name__}")
+        return state.rank(u)
+    if bound is None:
+        spec = get_signal(config.signal)
+        if spec.bound is None:
+            raise ValueError(
+                f"bound: signal {config.signal!r} has no bound; use rank normalisation"
+            )
+        if config.signal == "semantic_entropy" and group_size is None:
+            raise ValueError(
+                "group_size: bound normalisation of semantic_entropy divides by log G; pass "
+                "group_size (int or [B] tensor of valid group sizes) or bound"
+            )
+        gs = group_size
+        if gs is not None and not isinstance(gs, int):
+            gs = _float_tensor(gs, "group_size", 1).to(u.device)
+        bound = spec.bound(gs, config.rd_max)
+    b_t = _bound_tensor(bound, u)
+    return torch.where(b_t > 0, u / b_t.clamp_min(1e-300), torch.zeros_like(u)).clamp(0.0, 1.0)
+
+
+def _rd_normalized(rd: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
+    return (rd.to(torch.float64) / config.rd_max).clamp(0.0, 1.0)
+
+
+def calibrate(
+    normalized: torch.Tensor, reward_dispersion: torch.Tensor | None, config: WeightingConfig
+) -> torch.Tensor:
+    """Step 2: ``Un[B]`` -> ``U~[B]`` in ``[0, 1]``.
+
+    ``snr`` returns ``U~ = 1 - RDn / (RDn + lambda * Un)`` (so the weight is ``1 - U~``); when
+    ``RDn + lambda * Un = 0`` (no reward dispersion and no disagreement) ``U~ = 0``.
+    """
+    if config.calibration == "none":
+        return normalized
+    if reward_dispersion is None:
+        raise ValueError(
+            f"reward_dispersion: calibration={config.calibration!r} needs the groups' reward "
+            "dispersion [B], got None"
+        )
+    rdn = _rd_normalized(reward_dispersion, config)
+    if config.calibration == "product":
+        return (normalized * (1.0 - rdn)).clamp(0.0, 1.0)
+    noise = config.snr_lambda * normalized
+    denom = rdn + noise
+    return torch.where(denom > 0, noise / denom.clamp_min(1e-300), torch.zeros_like(denom))
+
+
+def modulate(calibrated: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
+    """Step 3: ``weight = f(alpha * U~)`` (``snr``: ``weight = 1 - U~``)."""
+    if config.calibration == "snr":
+        return 1.0 - calibrated
+    x = config.alpha * calibrated
+    if config.modulation == "linear":
+        return (1.0 - x).clamp_min(config.w_min)
+    if config.modulation == "exp":
+        return torch.exp(-x)
+    if config.modulation == "focal":
+        return (1.0 - x).clamp_min(0.0) ** config.focal_gamma
+    return 1.0 / (1.0 + x)
+
+
+def renormalize(weights: torch.Tensor, reward_dispersion: torch.Tensor | None) -> torch.Tensor:
+    """Step 4: one factor making the mean weight over groups with ``RD > 0`` equal to 1."""
+    active = (
+        torch.ones_like(weights, dtype=torch.bool)
+        if reward_dispersion is None
+        else reward_dispersion.to(weights.device) > 0
+    )
+    n = int(active.sum())
+    total = weights[active].sum()
+    if n == 0 or not bool(total > 0):
+        return weights
+    return weights * (n / total)
+
+
+def group_weights_detailed(
+    uncertainty: Any,
+    reward_dispersion: Any | None,
+    config: WeightingConfig,
+    state: RankNormalizerState | None = None,
+    *,
+    group_size: Any = None,
+    bound: Any = None,
+) -> WeightingResult:
+    """:func:`group_weights` plus the intermediate normalised and calibrated signal."""
+    if not isinstance(config, WeightingConfig):
+        raise ValueError(f"config: expected a WeightingConfig, got {type(config).__name__}")
+    u = _float_tensor(uncertainty, "uncertainty", 1)
+    out_dtype = u.dtype
+    rd = None
+    if reward_dispersion is not None:
+        rd = _float_tensor(reward_dispersion, "reward_dispersion", 1).to(u.device)
+        if rd.shape != u.shape:
+            raise ValueError(
+                f"reward_dispersion: expected shape {tuple(u.shape)} like uncertainty, got {_shape(rd)}"
+            )
+        if bool((rd < 0).any()):
+            raise ValueError(f"reward_dispersion: must be >= 0, got minimum {rd.min().item()}")
+    if config.signal == "none":
+        zeros = torch.zeros_like(u, dtype=out_dtype)
+        return WeightingResult(torch.ones_like(u, dtype=out_dtype), zeros, zeros)
+    un = normalize(u, config, state, group_size=group_size, bound=bound)
+    ut = calibrate(un, rd, config)
+    w = modulate(ut, config)
+    if config.renormalize:
+        w = renormalize(w, rd)
+    return WeightingResult(w.to(out_dtype), un.to(out_dtype), ut.to(out_dtype))
+
+
+def group_weights(
+    uncertainty: Any,
+    reward_dispersion: Any | None,
+    config: WeightingConfig,
+    state: RankNormalizerState | None = None,
+    *,
+    group_size: Any = None,
+    bound: Any = None,
+) -> torch.Tensor:
+    """Per-group advantage weights (DESIGN.md section 4).
+
+    Args:
+        uncertainty: ``[B]`` raw signal values ``U`` (higher = more uncertain).
+        reward_dispersion: ``[B]`` ``RD`` (population reward std), needed by ``product`` / ``snr``
+            calibration and used by renormalisation; may be None otherwise.
+        config: :class:`WeightingConfig`.
+        state: :class:`RankNormalizerState`, required (and updated) by ``rank`` normalisation.
+        group_size: valid group sizes (int or ``[B]``) for ``bound`` normalisation of
+            ``semantic_entropy`` (bound ``log G``).
+        bound: explicit bound (number or ``[B]``) overriding the registered one.
+
+    Returns:
+        ``[B]`` finite weights ``>= 0`` (all 1 for ``signal: none``).
+    """
+    return group_weights_detailed(
+        uncertainty, reward_dispersion, config, state, group_size=group_size, bound=bound
+    ).weights
