@@ -95,8 +95,9 @@ def test_get_embedder_names_configs_and_passthrough() -> None:
     assert isinstance(default, SentenceEmbedder) and default._model is None  # lazy
     custom = HashingEmbedder(dim=8)
     assert get_embedder(custom) is custom
-    e = get_embedder(EmbedderConfig(name="hashing", max_segments=3))
-    assert e.segments("a\nb\nc\nd\ne") == ["a\nb", "c", "d\ne"]
+    e = get_embedder(EmbedderConfig(name="hashing"))
+    assert e.segments("a\nb\nc\nd\ne", 3) == ["a", "b\nc", "d\ne"]
+    assert HashingEmbedder(max_segments=2).segments("a\nb\nc") == ["a", "b\nc"]
     with pytest.raises(ConfigError, match="batch_size"):
         get_embedder(EmbedderConfig(batch_size=0))
     with pytest.raises(ValueError, match="embedder"):

@@ -4,8 +4,9 @@ One small interface, :class:`Embedder`:
 
 - ``embed(texts) -> Tensor[N, D]``: float32 rows of unit L2 norm, on the CPU, one per input text,
   in input order. Repeated texts within one call are embedded once and scattered back.
-- ``segments(text) -> list[str]``: the text split into at most ``max_segments`` contiguous pieces
-  (the point cloud of Barycentric Transport). Never empty: a blank text gives ``[""]``.
+- ``segments(text, max_segments=None) -> list[str]``: the text split into at most
+  ``max_segments`` contiguous pieces (the point cloud of Barycentric Transport; the scorer passes
+  ``WeightingConfig.bot_max_segments``). Never empty: a blank text gives ``[""]``.
 
 Implementations:
 
@@ -68,8 +69,9 @@ class Embedder(Protocol):
         """``texts`` (N strings) -> ``[N, D]`` float32, unit-norm rows, CPU, input order."""
         ...
 
-    def segments(self, text: str) -> list[str]:
-        """``text`` -> 1..max_segments contiguous segments (the BoT point cloud)."""
+    def segments(self, text: str, max_segments: int | None = None) -> list[str]:
+        """``text`` -> 1..max_segments contiguous segments (the BoT point cloud); ``None`` = the
+        embedder's own default."""
         ...
 
 
@@ -87,7 +89,9 @@ class EmbedderConfig:
         "(model-free test embedder), or a local sentence-transformers directory / HF id",
     )
     batch_size: int = field(
-        64, help="texts (or text windows) per encoder forward pass; lower it on out-of-memory", min=1
+        64,
+        help="texts (or text windows) per encoder forward pass; lower it on out-of-memory",
+        min=1,
     )
     device: str = field(
         "auto", help="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1', ..."
@@ -102,9 +106,6 @@ class EmbedderConfig:
         16,
         help="at most this many windows per text (the rest of a very long text is dropped)",
         min=1,
-    )
-    max_segments: int = field(
-        8, help="at most this many segments per completion in the BoT point cloud", min=1
     )
 
 
@@ -126,10 +127,7 @@ def segment_text(text: str, max_segments: int = 8) -> list[str]:
     if max_segments < 1:
         raise ValueError(f"max_segments: must be >= 1, got {max_segments}")
     pieces = [
-        s.strip()
-        for line in text.splitlines()
-        for s in _SENTENCE_END.split(line)
-        if s.strip()
+        s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line) if s.strip()
     ]
     if not pieces:
         return [""]
@@ -137,7 +135,7 @@ def segment_text(text: str, max_segments: int = 8) -> list[str]:
     if n <= max_segments:
         return pieces
     # contiguous groups whose sizes differ by at most one piece
-    bounds = [round(k * n / max_segments) for k in range(max_segments + 1)]
+    bounds = [k * n // max_segments for k in range(max_segments + 1)]
     return ["\n".join(pieces[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
@@ -182,7 +180,9 @@ class HashingEmbedder:
     def _slot(self, token: str) -> tuple[int, float]:
         slot = self._cache.get(token)
         if slot is None:
-            h = int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "big")
+            h = int.from_bytes(
+                hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "big"
+            )
             slot = (h % self.dim, 1.0 if (h >> 32) & 1 else -1.0)
             self._cache[token] = slot
         return slot
@@ -204,8 +204,8 @@ class HashingEmbedder:
         out = out / norms
         return out[torch.as_tensor(inverse, dtype=torch.long)] if unique else out
 
-    def segments(self, text: str) -> list[str]:
-        return segment_text(text, self.max_segments)
+    def segments(self, text: str, max_segments: int | None = None) -> list[str]:
+        return segment_text(text, self.max_segments if max_segments is None else max_segments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,9 +326,7 @@ class SentenceEmbedder:
         tokenizer = self.model.tokenizer
         # room for [CLS] and [SEP]; a little slack because re-tokenising a substring can differ
         width = max(4, self.model.max_seq_length - 4)
-        enc = tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         windows, owner, weight = [], [], []
         for i, (text, offsets) in enumerate(zip(texts, enc["offset_mapping"], strict=True)):
             n = len(offsets)
@@ -382,8 +380,8 @@ class SentenceEmbedder:
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get())
 
-    def segments(self, text: str) -> list[str]:
-        return segment_text(text, self.max_segments)
+    def segments(self, text: str, max_segments: int | None = None) -> list[str]:
+        return segment_text(text, self.max_segments if max_segments is None else max_segments)
 
 
 def get_embedder(spec: str | EmbedderConfig | Embedder | None = None) -> Embedder:
@@ -402,14 +400,13 @@ def get_embedder(spec: str | EmbedderConfig | Embedder | None = None) -> Embedde
         except ConfigError as exc:
             raise ConfigError(f"embedder.{exc}") from None
         if spec.name == "hashing":
-            return HashingEmbedder(max_segments=spec.max_segments)
+            return HashingEmbedder()
         return SentenceEmbedder(
             spec.name,
             batch_size=spec.batch_size,
             device=spec.device,
             max_seq_length=spec.max_seq_length,
             max_windows=spec.max_windows,
-            max_segments=spec.max_segments,
         )
     if isinstance(spec, Embedder):
         return spec

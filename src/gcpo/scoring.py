@@ -1,0 +1,617 @@
+"""Text groups -> signals -> weights: the one glue between completions and the pure core.
+
+Used by the ``gcpo signals`` CLI, the TRL trainer and the diagnostics. No training framework in
+here: inputs are strings and numbers (:class:`Groups`), outputs are ``[B]`` tensors.
+
+::
+
+    groups = Groups.from_lists(prompts, completions, rewards, logprobs=None, answers=None)
+    scorer = GroupScorer(preset("gcpo"))                 # default embedder: offline MiniLM
+    state = initial_state(scorer.config)                 # rank window; the caller owns/saves it
+    result = scorer.score(groups, state)                 # result.weights: [B]
+    extra = scorer.signals(groups, ["se", "cd", "bot"])  # any registered signal, by name or alias
+
+What each signal consumes (only what the requested signals need is computed; every unique text
+is embedded once per call, completions and segments together):
+
+========================== ======= ========================================================
+signal (alias)             needs   from
+========================== ======= ========================================================
+semantic_entropy (se)      answers ``groups.answers`` (canonicalised) or ``answer_fn``
+                                   (``se_clusterer: answer``); embeddings (``embedding``)
+cosine_dispersion (cd)     embed   one embedding per completion
+barycentric_transport (bot) embed  one embedding per segment (``bot_max_segments``)
+reward_dispersion (rd)     rewards
+eigenscore (eig)           embed   one embedding per completion
+token_entropy (te)         ``groups.token_entropy``
+negative_log_likelihood    ``groups.logprobs``
+(nll)
+========================== ======= ========================================================
+
+Likelihood weighting (``se_likelihood_weighting`` / ``completion_weighting: likelihood``) uses
+``softmax(logprobs)`` within each group; when ``groups.logprobs`` is None it falls back to
+uniform weights with a warning (and a note in :attr:`ScoreResult.notes`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gcpo.embedders import Embedder, EmbedderConfig, get_embedder
+from gcpo.signals import (
+    SIGNALS,
+    answer_clusters,
+    barycentric_transport,
+    cosine_dispersion,
+    eigenscore,
+    embedding_clusters,
+    negative_log_likelihood,
+    reward_dispersion,
+    semantic_entropy,
+    token_entropy,
+)
+from gcpo.weighting import (
+    RankNormalizerState,
+    WeightingConfig,
+    group_weights_detailed,
+    initial_state,
+)
+
+__all__ = [
+    "SIGNAL_ALIASES",
+    "Groups",
+    "GroupScorer",
+    "ScoreResult",
+    "resolve_signal_names",
+    "short_name",
+]
+
+SIGNAL_ALIASES: dict[str, str] = {
+    "se": "semantic_entropy",
+    "cd": "cosine_dispersion",
+    "bot": "barycentric_transport",
+    "rd": "reward_dispersion",
+    "eig": "eigenscore",
+    "te": "token_entropy",
+    "nll": "negative_log_likelihood",
+}
+_SHORT = {v: k for k, v in SIGNAL_ALIASES.items()}
+
+_NEEDS_EMBEDDINGS = {"cosine_dispersion", "eigenscore"}
+
+
+def short_name(signal: str) -> str:
+    """Short alias of a registered signal (``cosine_dispersion`` -> ``cd``), for table headers."""
+    return _SHORT.get(signal, signal)
+
+
+def resolve_signal_names(names: Sequence[str] | str) -> list[str]:
+    """Registered signal names from names or aliases (a comma-separated string is accepted).
+
+    Order is kept, duplicates dropped; an unknown name raises ValueError listing what exists.
+    """
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[str] = []
+    for name in names:
+        full = SIGNAL_ALIASES.get(name, name)
+        if full not in SIGNALS:
+            allowed = ", ".join(f"{k} ({v})" for k, v in SIGNAL_ALIASES.items())
+            raise ValueError(f"signals: unknown signal {name!r}; allowed: {allowed}")
+        if full not in out:
+            out.append(full)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_seq(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) or (isinstance(x, torch.Tensor) and x.dim() >= 1)
+
+
+def _padded(
+    values: Any, sizes: list[int], name: str, *, required: bool = False
+) -> torch.Tensor | None:
+    """Ragged per-completion numbers -> ``[B, Gmax]`` float32 (0 in padding), checked finite.
+
+    Lists must have exactly ``G_b`` values per group; a ``[B, G]`` tensor / array may be wider
+    than a group (its padding columns are ignored).
+    """
+    if values is None:
+        if required:
+            raise ValueError(f"{name}: required, got None")
+        return None
+    padded_input = hasattr(values, "tolist") and not isinstance(values, (list, tuple))
+    if padded_input:
+        if getattr(values, "ndim", 2) != 2:
+            raise ValueError(f"{name}: expected shape [B, G], got {tuple(values.shape)}")
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)) or len(values) != len(sizes):
+        n = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+        raise ValueError(f"{name}: expected {len(sizes)} groups (one per prompt), got {n}")
+    g_max = max(sizes, default=0)
+    out = torch.zeros(len(sizes), g_max, dtype=torch.float32)
+    for b, (row, g) in enumerate(zip(values, sizes, strict=True)):
+        if hasattr(row, "tolist") and not isinstance(row, (list, tuple)):
+            row = row.tolist()
+        if not isinstance(row, (list, tuple)):
+            raise ValueError(f"{name}[{b}]: expected a list of {g} numbers, got {row!r:.80}")
+        if len(row) < g or (len(row) > g and not padded_input):
+            raise ValueError(
+                f"{name}[{b}]: expected {g} values (one per completion), got {len(row)}"
+            )
+        for i, v in enumerate(row[:g]):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name}[{b}][{i}]: expected a number, got {v!r:.80}")
+            if not math.isfinite(v):
+                raise ValueError(f"{name}[{b}][{i}]: expected a finite number, got {v!r}")
+            out[b, i] = float(v)
+    return out
+
+
+@dataclass
+class Groups:
+    """A batch of ``B`` prompt groups of up to ``Gmax`` completions (ragged, with a mask).
+
+    Attributes:
+        prompts: ``B`` prompt strings.
+        completions: ``B`` lists of ``G_b >= 1`` completion strings.
+        rewards: ``[B, Gmax]`` float32 (0 in padding).
+        mask: ``[B, Gmax]`` bool, True = a real completion.
+        logprobs: ``[B, Gmax]`` length-normalised sequence log-likelihoods (mean token log-prob),
+            or None.
+        token_entropy: ``[B, Gmax]`` mean token entropy per completion (nats), or None.
+        answers: ``B`` lists of per-completion final-answer keys (``None`` = unparseable), or
+            None to extract them from the completions.
+    """
+
+    prompts: list[str]
+    completions: list[list[str]]
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    logprobs: torch.Tensor | None = None
+    token_entropy: torch.Tensor | None = None
+    answers: list[list[str | None]] | None = None
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def group_sizes(self) -> torch.Tensor:
+        """``[B]`` long: valid completions per group."""
+        return self.mask.sum(dim=1)
+
+    @classmethod
+    def from_lists(
+        cls,
+        prompts: Sequence[str],
+        completions: Sequence[Sequence[str]],
+        rewards: Any,
+        logprobs: Any = None,
+        answers: Sequence[Sequence[str | None]] | None = None,
+        token_entropy: Any = None,
+    ) -> Groups:
+        """Validate and pad ragged lists (tensors ``[B, G]`` are accepted for the numbers).
+
+        Raises ValueError naming the field and ``[group][completion]`` index for a length
+        mismatch, a non-string completion, or a NaN / infinite number.
+        """
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise ValueError(f"prompts: expected a list of strings, got {type(prompts).__name__}")
+        if isinstance(completions, str) or not isinstance(completions, Sequence):
+            raise ValueError(
+                f"completions: expected a list of lists of strings, got {type(completions).__name__}"
+            )
+        if len(completions) != len(prompts):
+            raise ValueError(
+                f"completions: expected {len(prompts)} groups (one per prompt), got {len(completions)}"
+            )
+        for b, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise ValueError(f"prompts[{b}]: expected a string, got {type(p).__name__}")
+        comps: list[list[str]] = []
+        for b, group in enumerate(completions):
+            if isinstance(group, str) or not isinstance(group, Sequence):
+                raise ValueError(
+                    f"completions[{b}]: expected a list of strings, got {type(group).__name__}"
+                )
+            if len(group) == 0:
+                raise ValueError(f"completions[{b}]: a group needs at least one completion, got 0")
+            for i, c in enumerate(group):
+                if not isinstance(c, str):
+                    raise ValueError(
+                        f"completions[{b}][{i}]: expected a string, got {type(c).__name__}"
+                    )
+            comps.append(list(group))
+        sizes = [len(g) for g in comps]
+        r = _padded(rewards, sizes, "rewards", required=True)
+        assert r is not None
+        mask = torch.zeros(r.shape, dtype=torch.bool)
+        for b, g in enumerate(sizes):
+            mask[b, :g] = True
+        keys: list[list[str | None]] | None = None
+        if answers is not None:
+            if isinstance(answers, str) or len(answers) != len(sizes):
+                raise ValueError(
+                    f"answers: expected {len(sizes)} lists of per-completion answers, "
+                    f"got {answers!r:.80}"
+                )
+            keys = []
+            for b, (row, g) in enumerate(zip(answers, sizes, strict=True)):
+                if isinstance(row, str) or not _is_seq(row) or len(row) != g:
+                    raise ValueError(
+                        f"answers[{b}]: expected a list of {g} per-completion answers "
+                        f"(str or null), got {row!r:.80}"
+                    )
+                for i, a in enumerate(row):
+                    if a is not None and not isinstance(a, str):
+                        raise ValueError(
+                            f"answers[{b}][{i}]: expected a string or null, got {type(a).__name__}"
+                        )
+                keys.append(list(row))
+        return cls(
+            prompts=list(prompts),
+            completions=comps,
+            rewards=r,
+            mask=mask,
+            logprobs=_padded(logprobs, sizes, "logprobs"),
+            token_entropy=_padded(token_entropy, sizes, "token_entropy"),
+            answers=keys,
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]], source: str = "rows") -> Groups:
+        """Build from dicts with keys ``prompt``, ``completions``, ``rewards`` and optional
+        ``logprobs``, ``answers``, ``token_entropy`` (the ``gcpo signals`` JSONL format).
+
+        Errors name ``source`` and the 1-based row number.
+        """
+        if not rows:
+            raise ValueError(f"{source}: no groups")
+        optional = ("logprobs", "answers", "token_entropy")
+        present = {k: [k in row and row[k] is not None for row in rows] for k in optional}
+        for k, flags in present.items():
+            if any(flags) and not all(flags):
+                raise ValueError(
+                    f"{source}: row {flags.index(False) + 1} has no {k!r} but row "
+                    f"{flags.index(True) + 1} has; give {k!r} for every group or for none"
+                )
+        for n, row in enumerate(rows, start=1):
+            try:
+                cls.from_lists(
+                    [row.get("prompt")],
+                    [row.get("completions")],
+                    [row.get("rewards")],
+                    logprobs=[row["logprobs"]] if present["logprobs"][0] else None,
+                    answers=[row["answers"]] if present["answers"][0] else None,
+                    token_entropy=[row["token_entropy"]] if present["token_entropy"][0] else None,
+                )
+            except ValueError as exc:
+                msg = str(exc).replace("[0]", "", 1)
+                raise ValueError(f"{source}: row {n}: {msg}") from None
+
+        def col(key: str) -> list[Any] | None:
+            return [row[key] for row in rows] if all(present.get(key, [True])) else None
+
+        return cls.from_lists(
+            [row["prompt"] for row in rows],
+            [row["completions"] for row in rows],
+            [row["rewards"] for row in rows],
+            logprobs=col("logprobs"),
+            answers=col("answers"),
+            token_entropy=col("token_entropy"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreResult:
+    """Per-group outputs of :meth:`GroupScorer.score` (every tensor ``[B]``, float).
+
+    Attributes:
+        signal: name of the uncertainty signal (``"none"`` for plain GRPO).
+        uncertainty: the raw signal ``U`` (zeros for ``none``).
+        reward_dispersion: ``RD``, population std of the rewards.
+        normalized: ``Un`` in [0, 1].
+        calibrated: ``U~`` in [0, 1].
+        weights: the advantage weight of each group.
+        signals: every signal computed, by registered name (the uncertainty signal, RD and any
+            ``extra_signals``).
+        timings: seconds: ``embed_s`` (embedder), ``signals_s`` (all signal functions) and one
+            ``<signal>_s`` per signal.
+        state: the rank-normalisation state used (updated), or None.
+        notes: human-readable warnings (e.g. a likelihood weighting that fell back to uniform).
+    """
+
+    signal: str
+    uncertainty: torch.Tensor
+    reward_dispersion: torch.Tensor
+    normalized: torch.Tensor
+    calibrated: torch.Tensor
+    weights: torch.Tensor
+    signals: dict[str, torch.Tensor]
+    timings: dict[str, float]
+    state: RankNormalizerState | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, float]]:
+        """One plain dict per group: every signal (short names), ``rd``, ``u_normalized``,
+        ``u_calibrated``, ``weight``."""
+        out = []
+        for b in range(self.weights.shape[0]):
+            row = {
+                short_name(k): float(v[b])
+                for k, v in self.signals.items()
+                if k != "reward_dispersion"
+            }
+            row["rd"] = float(self.reward_dispersion[b])
+            row["u_normalized"] = float(self.normalized[b])
+            row["u_calibrated"] = float(self.calibrated[b])
+            row["weight"] = float(self.weights[b])
+            out.append(row)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scorer
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_answer_fn() -> Callable[[str], str | None]:
+    from gcpo.tasks import extract_answer
+
+    return extract_answer
+
+
+def _canonical(key: str | None) -> str | None:
+    if key is None:
+        return None
+    from gcpo.tasks import canonical_answer
+
+    return canonical_answer(key) or None
+
+
+class GroupScorer:
+    """Turns :class:`Groups` into signals and per-group weights for one :class:`WeightingConfig`.
+
+    Args:
+        config: the weighting (e.g. ``gcpo.weighting.preset("gcpo")``).
+        embedder: an :class:`~gcpo.embedders.Embedder`, a name / :class:`EmbedderConfig` for
+            :func:`~gcpo.embedders.get_embedder`, or None for the default offline MiniLM. Built
+            lazily: signals that need no embeddings never load it.
+        answer_fn: completion -> canonical final answer (or None), for ``semantic_entropy`` with
+            the ``answer`` clusterer when ``groups.answers`` is None. Default
+            ``gcpo.tasks.extract_answer``.
+    """
+
+    def __init__(
+        self,
+        config: WeightingConfig,
+        embedder: Embedder | str | EmbedderConfig | None = None,
+        answer_fn: Callable[[str], str | None] | None = None,
+    ) -> None:
+        if not isinstance(config, WeightingConfig):
+            raise ValueError(f"config: expected a WeightingConfig, got {type(config).__name__}")
+        self.config = config
+        self._embedder_spec = embedder
+        self._embedder: Embedder | None = None
+        self.answer_fn = answer_fn
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(self._embedder_spec)
+        return self._embedder
+
+    # -- what to compute ------------------------------------------------------------------------
+
+    def _wants_embeddings(self, names: Sequence[str]) -> bool:
+        se_emb = "semantic_entropy" in names and self.config.se_clusterer == "embedding"
+        return se_emb or any(n in _NEEDS_EMBEDDINGS for n in names)
+
+    def _embed(
+        self, groups: Groups, completions: bool, clouds: bool
+    ) -> tuple[torch.Tensor | None, list[list[torch.Tensor]] | None]:
+        """Embeddings ``[B, Gmax, D]`` and/or point clouds, from one ``embed`` call."""
+        texts: list[str] = []
+        seg_spans: list[list[tuple[int, int]]] = []
+        if completions:
+            for group in groups.completions:
+                texts.extend(group)
+        if clouds:
+            m = self.config.bot_max_segments
+            for group in groups.completions:
+                spans = []
+                for text in group:
+                    segs = self.embedder.segments(text, m)
+                    spans.append((len(texts), len(texts) + len(segs)))
+                    texts.extend(segs)
+                seg_spans.append(spans)
+        vecs = self.embedder.embed(texts)
+        if vecs.dim() != 2 or vecs.shape[0] != len(texts):
+            raise ValueError(
+                f"embedder: embed() of {len(texts)} texts returned shape {tuple(vecs.shape)}, "
+                "expected [N, D]"
+            )
+        vecs = vecs.to("cpu", torch.float32)
+        emb = None
+        if completions:
+            b, g = groups.mask.shape
+            emb = torch.zeros(b, g, vecs.shape[1], dtype=torch.float32)
+            pos = 0
+            for i, group in enumerate(groups.completions):
+                emb[i, : len(group)] = vecs[pos : pos + len(group)]
+                pos += len(group)
+        cl = None
+        if clouds:
+            cl = [[vecs[a:z] for a, z in spans] for spans in seg_spans]
+        return emb, cl
+
+    def _likelihood_weights(
+        self, groups: Groups, what: str, notes: list[str]
+    ) -> torch.Tensor | None:
+        if groups.logprobs is None:
+            note = (
+                f"{what}: likelihood weighting needs per-completion logprobs, none given; "
+                "using uniform weights"
+            )
+            if note not in notes:
+                notes.append(note)
+                warnings.warn(note, stacklevel=3)
+            return None
+        logits = groups.logprobs.to(torch.float64).masked_fill(~groups.mask, float("-inf"))
+        return torch.softmax(logits, dim=1).nan_to_num(0.0)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def signals(
+        self,
+        groups: Groups,
+        names: Sequence[str] | str | None = None,
+        *,
+        timings: dict[str, float] | None = None,
+        notes: list[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Compute signals by name or alias (default: the config's signal) -> ``{name: [B]}``.
+
+        ``timings`` (optional) receives ``embed_s``, ``signals_s`` and ``<name>_s`` seconds;
+        ``notes`` (optional) receives fallbacks (e.g. likelihood weighting without logprobs).
+        """
+        if not isinstance(groups, Groups):
+            raise ValueError(f"groups: expected a Groups, got {type(groups).__name__}")
+        if names is None:
+            names = [] if self.config.signal == "none" else [self.config.signal]
+        wanted = resolve_signal_names(names)
+        timings = {} if timings is None else timings
+        notes = [] if notes is None else notes
+        cfg = self.config
+        mask = groups.mask
+        for name, data in (
+            ("token_entropy", groups.token_entropy),
+            ("negative_log_likelihood", groups.logprobs),
+        ):
+            if name in wanted and data is None:
+                field_name = "token_entropy" if name == "token_entropy" else "logprobs"
+                raise ValueError(f"groups.{field_name}: signal {name!r} needs it, got None")
+
+        t0 = time.perf_counter()
+        emb, clouds = (None, None)
+        need_emb = self._wants_embeddings(wanted)
+        need_clouds = "barycentric_transport" in wanted
+        if need_emb or need_clouds:
+            emb, clouds = self._embed(groups, need_emb, need_clouds)
+        timings["embed_s"] = timings.get("embed_s", 0.0) + time.perf_counter() - t0
+
+        cw = None
+        if cfg.completion_weighting == "likelihood" and (
+            "cosine_dispersion" in wanted or "barycentric_transport" in wanted
+        ):
+            cw = self._likelihood_weights(groups, "completion_weighting", notes)
+
+        out: dict[str, torch.Tensor] = {}
+        total = 0.0
+        for name in wanted:
+            t = time.perf_counter()
+            if name == "semantic_entropy":
+                if cfg.se_clusterer == "embedding":
+                    assert emb is not None
+                    ids = embedding_clusters(emb, cfg.cluster_threshold, mask)
+                else:
+                    if groups.answers is not None:
+                        keys = [[_canonical(a) for a in row] for row in groups.answers]
+                    else:
+                        fn = self.answer_fn or _default_answer_fn()
+                        keys = [[fn(c) for c in group] for group in groups.completions]
+                    ids, _ = answer_clusters(keys)
+                lp = None
+                if cfg.se_likelihood_weighting:
+                    lp = groups.logprobs
+                    if lp is None:
+                        self._likelihood_weights(groups, "se_likelihood_weighting", notes)
+                value = semantic_entropy(ids, lp, mask)
+            elif name == "cosine_dispersion":
+                value = cosine_dispersion(emb, cw, mask)
+            elif name == "barycentric_transport":
+                assert clouds is not None
+                w = None if cw is None else [cw[b, : len(c)] for b, c in enumerate(clouds)]
+                value = barycentric_transport(
+                    clouds,
+                    w,
+                    support_size=cfg.bot_support_size or None,
+                    max_iter=cfg.bot_max_iter,
+                )
+            elif name == "reward_dispersion":
+                value = reward_dispersion(groups.rewards, mask)
+            elif name == "eigenscore":
+                value = eigenscore(emb, mask, alpha=cfg.eigenscore_alpha)
+            elif name == "token_entropy":
+                value = token_entropy(groups.token_entropy, mask)
+            elif name == "negative_log_likelihood":
+                value = negative_log_likelihood(groups.logprobs, mask)
+            else:  # a signal registered elsewhere with an unknown input contract
+                raise ValueError(f"signals: {name!r} is registered but GroupScorer cannot feed it")
+            dt = time.perf_counter() - t
+            total += dt
+            timings[f"{name}_s"] = timings.get(f"{name}_s", 0.0) + dt
+            out[name] = value.to(torch.float32)
+        timings["signals_s"] = timings.get("signals_s", 0.0) + total
+        return out
+
+    def score(
+        self,
+        groups: Groups,
+        state: RankNormalizerState | None = None,
+        *,
+        extra_signals: Sequence[str] | str = (),
+    ) -> ScoreResult:
+        """Signals, calibrated uncertainty and the weight of every group.
+
+        Args:
+            groups: the batch.
+            state: rank-normalisation window (read and updated). With ``rank`` normalisation and
+                ``state=None`` a fresh window is used, so ranks are within this batch only; the
+                returned ``result.state`` holds it.
+            extra_signals: more signals to compute and report (they do not change the weights).
+        """
+        cfg = self.config
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        names = [] if cfg.signal == "none" else [cfg.signal]
+        names = resolve_signal_names(
+            [*names, "reward_dispersion", *resolve_signal_names(extra_signals)]
+        )
+        sig = self.signals(groups, names, timings=timings, notes=notes)
+        rd = sig["reward_dispersion"]
+        u = torch.zeros_like(rd) if cfg.signal == "none" else sig[cfg.signal]
+        if state is None:
+            state = initial_state(cfg)
+        t = time.perf_counter()
+        res = group_weights_detailed(u, rd, cfg, state, group_size=groups.group_sizes)
+        timings["weights_s"] = time.perf_counter() - t
+        return ScoreResult(
+            signal=cfg.signal,
+            uncertainty=u,
+            reward_dispersion=rd,
+            normalized=res.normalized,
+            calibrated=res.calibrated,
+            weights=res.weights,
+            signals=sig,
+            timings=timings,
+            state=state,
+            notes=notes,
+        )
