@@ -463,6 +463,23 @@ def _transport_plan(b: np.ndarray, a: np.ndarray, cost: np.ndarray) -> np.ndarra
     return ot.emd(b, a, cost, center_dual=False, check_marginals=False)
 
 
+def _initial_support(ys: list[np.ndarray], w: np.ndarray, k: int) -> np.ndarray:
+    """Deterministic, permutation-equivariant initial barycenter support ``[k, D]``.
+
+    Among the largest clouds, the one whose mean is closest to the weighted mean of all cloud
+    means (the first such on an exact tie); its first ``k`` points, tiled cyclically when it has
+    fewer than ``k``. Starting from a real cloud of full size avoids duplicated support points,
+    whose ties make the fixed point depend on the solver's tie-breaking.
+    """
+    sizes = np.array([y.shape[0] for y in ys])
+    means = np.stack([y.mean(axis=0) for y in ys])
+    centre = (w[:, None] * means).sum(axis=0)
+    dist = ((means - centre) ** 2).sum(axis=1)
+    dist[sizes < sizes.max()] = np.inf
+    init = ys[int(np.argmin(dist))]
+    return init[np.arange(k) % init.shape[0]]
+
+
 def _group_barycentric_transport(
     clouds: list[np.ndarray], w: np.ndarray, support_size: int | None, max_iter: int, tol: float
 ) -> float:
@@ -482,12 +499,7 @@ def _group_barycentric_transport(
     w = w[keep] / w[keep].sum()
     sizes = [y.shape[0] for y in ys]
     k = max(sizes) if support_size is None else support_size
-    # deterministic, permutation-equivariant initialisation: the cloud whose mean is closest to
-    # the weighted mean of all cloud means (first such on an exact tie), tiled to k points
-    means = np.stack([y.mean(axis=0) for y in ys])
-    centre = (w[:, None] * means).sum(axis=0)
-    init = ys[int(np.argmin(((means - centre) ** 2).sum(axis=1)))]
-    x = init[np.arange(k) % init.shape[0]]
+    x = _initial_support(ys, w, k)
     a = [np.full(s, 1.0 / s) for s in sizes]
     b = np.full(k, 1.0 / k)
     displacement = tol + 1.0
@@ -526,8 +538,8 @@ def barycentric_transport(
 
     Defaults: ``k = support_size`` or, when None, the largest cloud size in the group;
     ``max_iter = 10`` fixed-point iterations, stopping early when the squared support displacement
-    is ``<= tol``; initial support = the cloud whose mean is closest to the weighted mean of all
-    cloud means, its points tiled cyclically to ``k``.
+    is ``<= tol``; initial support = among the largest clouds, the one whose mean is closest to the
+    weighted mean of all cloud means (its points tiled cyclically if ``k`` is larger).
 
     Properties: one point per completion gives exactly ``1 - ||e_bar||^2`` (the barycenter of
     Diracs is the Dirac at the weighted mean, reached in one iteration); identical steps shared by
