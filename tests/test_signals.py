@@ -228,9 +228,11 @@ def _reference_bot(clouds: list[torch.Tensor], w: np.ndarray, max_iter: int = 10
 def test_bot_matches_pot_free_support_barycenter() -> None:
     clouds = _random_clouds(6, 5, 5, 6)
     w = np.full(5, 0.2)
-    out = S.barycentric_transport(clouds)
-    for b in range(6):
-        assert out[b].item() == pytest.approx(_reference_bot(clouds[b], w), abs=1e-8)
+    for max_iter in (1, 3, 10):
+        out = S.barycentric_transport(clouds, max_iter=max_iter)
+        for b in range(6):
+            ref = _reference_bot(clouds[b], w, max_iter)
+            assert out[b].item() == pytest.approx(ref, abs=1e-8)
 
 
 def test_bot_shared_steps_cost_nothing() -> None:

@@ -525,7 +525,7 @@ def barycentric_transport(
     weights: Any | None = None,
     *,
     support_size: int | None = None,
-    max_iter: int = 10,
+    max_iter: int = 5,
     tol: float = 1e-7,
 ) -> torch.Tensor:
     """Barycentric Transport ``BoT = sum_i w_i W_2^2(nu_i, nu*)`` of each group.
@@ -537,7 +537,7 @@ def barycentric_transport(
     costs ``W_2^2`` are then ``ot.emd2`` against that barycenter.
 
     Defaults: ``k = support_size`` or, when None, the largest cloud size in the group;
-    ``max_iter = 10`` fixed-point iterations, stopping early when the squared support displacement
+    ``max_iter = 5`` fixed-point iterations, stopping early when the squared support displacement
     is ``<= tol``; initial support = among the largest clouds, the one whose mean is closest to the
     weighted mean of all cloud means (its points tiled cyclically if ``k`` is larger).
 

@@ -130,7 +130,7 @@ class WeightingConfig:
         min=0,
     )
     bot_max_iter: int = cfg.field(
-        10, help="barycentric_transport: fixed-point iterations of the barycenter solver", min=1
+        5, help="barycentric_transport: fixed-point iterations of the barycenter solver", min=1
     )
     eigenscore_alpha: float = cfg.field(
         1e-3, help="eigenscore: ridge alpha in log det(K + alpha I)", min=1e-12
