@@ -34,13 +34,13 @@ STARTUP_TIMEOUT_S = 120.0
 class _Worker:
     """One worker subprocess and its line-buffered stdout."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
         src_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src_root, env.get("PYTHONPATH", "")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gcpo.tasks._verifier"],
+            command or [sys.executable, "-m", "gcpo.tasks._verifier"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -83,18 +83,26 @@ class _Worker:
 class MathVerifier:
     """A pool of ``num_workers`` math-verify processes with a hard per-call deadline.
 
+    ``worker_command`` replaces the worker program (tests use it to simulate a stuck worker).
     ``verify(gold, completion, timeout)`` returns True/False and never blocks longer than about
     ``timeout`` seconds once a worker is free (plus a one-off start-up of ~1-2 s per worker).
     Thread-safe. Counters are in :meth:`stats`.
     """
 
-    def __init__(self, num_workers: int = DEFAULT_WORKERS, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        num_workers: int = DEFAULT_WORKERS,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        *,
+        worker_command: list[str] | None = None,
+    ):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.num_workers = num_workers
         self.timeout = timeout
+        self._command = worker_command  # tests substitute a misbehaving worker
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._started = False
@@ -106,14 +114,14 @@ class MathVerifier:
             if self._started:
                 return
             for _ in range(self.num_workers):
-                w = _Worker()
+                w = _Worker(self._command)
                 self._all.append(w)
                 self._idle.put(w)
             self._started = True
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        new = _Worker()
+        new = _Worker(self._command)
         with self._lock:
             self._all = [w for w in self._all if w is not worker] + [new]
             self._stats["restarts"] += 1
