@@ -1,0 +1,254 @@
+"""Built-in synthetic verifiable tasks: seeded, offline, with disjoint held-out splits.
+
+They exist so that ``gcpo train`` has something to learn on a laptop in minutes: a small
+model gets some prompts right and some wrong, so rewards disperse within a group and GRPO/GCPO
+have a learning signal.
+
+- ``arithmetic``: "What is 37 + 48?" with difficulty knobs (``digits``, ``terms``, ``ops``).
+  Reward 1.0 when the last integer in the completion equals the answer.
+- ``passage-qa``: a two-to-four sentence passage about made-up people and objects and one
+  question about it ("What colour is Mia's kite?"). Reward 1.0 when the answer appears as a
+  whole word in the completion's first non-empty line (see ``passage_qa_reward``).
+
+Rows are TRL-ready: ``{"prompt": [{"role": "user", "content": ...}], "answer": str,
+"task": str}``; the extra ``answer`` column reaches reward functions as a keyword argument
+(TRL's reward signature ``fn(prompts, completions, **kwargs) -> list[float | None]``).
+
+Train and held-out splits are disjoint by construction: a problem's split is a hash of its
+canonical text, so the same problem never lands in both, whatever the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SYNTHETIC_TASKS",
+    "ArithmeticSpec",
+    "make_arithmetic",
+    "make_passage_qa",
+    "make_task",
+    "arithmetic_reward",
+    "passage_qa_reward",
+    "completion_text",
+    "reward_function",
+]
+
+ARITHMETIC_INSTRUCTION = "Answer with just the final number."
+QA_INSTRUCTION = "Answer with just the word from the passage."
+
+_INT = re.compile(r"-?\d[\d,]*")
+
+
+@dataclass(frozen=True)
+class ArithmeticSpec:
+    """Difficulty knobs of the arithmetic task."""
+
+    digits: int = 2  # operands have 1..digits digits (at least 10^(digits-1) for the first)
+    terms: int = 2  # number of operands
+    ops: str = "+"  # operators to draw from, e.g. "+-" or "+-*"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.digits <= 6:
+            raise ValueError(f"digits: got {self.digits!r}, expected 1..6")
+        if not 2 <= self.terms <= 5:
+            raise ValueError(f"terms: got {self.terms!r}, expected 2..5")
+        if not self.ops or any(op not in "+-*" for op in self.ops):
+            raise ValueError(f"ops: got {self.ops!r}, expected a non-empty string over '+-*'")
+
+
+def _split_of(key: str, held_out_fraction: float) -> str:
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    return "test" if h < held_out_fraction else "train"
+
+
+def _row(question: str, answer: str, task: str) -> dict[str, Any]:
+    return {"prompt": [{"role": "user", "content": question}], "answer": answer, "task": task}
+
+
+def _collect(
+    n: int,
+    split: str,
+    seed: int,
+    held_out_fraction: float,
+    draw: Callable[[random.Random], tuple[str, str]],
+    task: str,
+) -> list[dict[str, Any]]:
+    if n < 0:
+        raise ValueError(f"n: got {n!r}, expected >= 0")
+    if split not in ("train", "test"):
+        raise ValueError(f"split: got {split!r}, expected 'train' or 'test'")
+    if not 0.0 < held_out_fraction < 1.0:
+        raise ValueError(f"held_out_fraction: got {held_out_fraction!r}, expected in (0, 1)")
+    # Both splits draw from one seeded stream and keep the problems whose hash falls in their
+    # split, so changing n for one split never changes the other split's problems.
+    rng = random.Random(f"{task}:{seed}")
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(rows) < n:
+        attempts += 1
+        if attempts > 200 * n + 10_000:
+            raise ValueError(
+                f"n: cannot draw {n} distinct {split!r} problems for task {task!r}; "
+                "make the task harder (more digits/terms) or ask for fewer"
+            )
+        question, answer = draw(rng)
+        if question in seen or _split_of(question, held_out_fraction) != split:
+            continue
+        seen.add(question)
+        rows.append(_row(question, answer, task))
+    return rows
+
+
+def make_arithmetic(
+    n: int,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    spec: ArithmeticSpec | None = None,
+    held_out_fraction: float = 0.2,
+) -> list[dict[str, Any]]:
+    """``n`` distinct arithmetic problems of ``split`` ("train" | "test")."""
+    spec = spec or ArithmeticSpec()
+
+    def draw(rng: random.Random) -> tuple[str, str]:
+        hi = 10**spec.digits - 1
+        operands = [rng.randint(10 ** (spec.digits - 1), hi)]
+        operands += [rng.randint(1, hi) for _ in range(spec.terms - 1)]
+        ops = [rng.choice(spec.ops) for _ in range(spec.terms - 1)]
+        expr = str(operands[0])
+        for op, x in zip(ops, operands[1:], strict=True):
+            expr += f" {op} {x}"
+        value = eval(expr, {"__builtins__": {}}, {})  # only digits and + - * from this function
+        return f"What is {expr}? {ARITHMETIC_INSTRUCTION}", str(value)
+
+    return _collect(n, split, seed, held_out_fraction, draw, "arithmetic")
+
+
+_NAMES = ["Mia", "Leo", "Ava", "Noah", "Zoe", "Omar", "Lena", "Ivan", "Sara", "Tom", "Nina", "Raj"]
+_OBJECTS = ["kite", "bike", "hat", "cup", "book", "ball", "car", "boat", "lamp", "bag"]
+_COLOURS = ["red", "blue", "green", "yellow", "black", "white", "purple", "orange"]
+_PLACES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Rome", "Delhi", "Quito"]
+
+
+def make_passage_qa(
+    n: int, *, split: str = "train", seed: int = 0, held_out_fraction: float = 0.2, facts: int = 3
+) -> list[dict[str, Any]]:
+    """``n`` short-passage questions; ``facts`` (2..4) sentences per passage, one is asked about."""
+    if not 2 <= facts <= 4:
+        raise ValueError(f"facts: got {facts!r}, expected 2..4")
+
+    def draw(rng: random.Random) -> tuple[str, str]:
+        people = rng.sample(_NAMES, facts)
+        sentences, qa = [], []
+        for person in people:
+            if rng.random() < 0.5:
+                obj, colour = rng.choice(_OBJECTS), rng.choice(_COLOURS)
+                sentences.append(f"{person} has a {colour} {obj}.")
+                qa.append((f"What colour is {person}'s {obj}?", colour))
+            else:
+                place = rng.choice(_PLACES)
+                sentences.append(f"{person} lives in {place}.")
+                qa.append((f"Where does {person} live?", place))
+        question, answer = rng.choice(qa)
+        passage = " ".join(sentences)
+        return f"Passage: {passage}\nQuestion: {question} {QA_INSTRUCTION}", answer
+
+    return _collect(n, split, seed, held_out_fraction, draw, "passage-qa")
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or a conversational list of messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        return content if isinstance(content, str) else str(content)
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    return ""
+
+
+def arithmetic_reward(completion: str, answer: str) -> float:
+    """1.0 when the last integer in ``completion`` (commas allowed) equals ``answer``."""
+    found = _INT.findall(completion)
+    if not found:
+        return 0.0
+    try:
+        return float(int(found[-1].replace(",", "")) == int(answer))
+    except ValueError:
+        return 0.0
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", " ", text.lower()).split("\n")[0]
+
+
+def passage_qa_reward(completion: str, answer: str) -> float:
+    """1.0 when the answer appears as a whole word in the completion's first non-empty line.
+
+    Looking at the first line only stops "red blue green yellow ..." from collecting reward.
+    """
+    lines = [ln for ln in completion.strip().splitlines() if ln.strip()]
+    if not lines:
+        return 0.0
+    words = _norm(lines[0]).split()
+    return float(answer.lower() in words and len(words) <= 12)
+
+
+_REWARDS: dict[str, Callable[[str, str], float]] = {
+    "arithmetic": arithmetic_reward,
+    "passage-qa": passage_qa_reward,
+}
+
+
+def reward_function(task: str) -> Callable[..., list[float]]:
+    """A TRL reward function ``fn(prompts, completions, answer, **kwargs)`` for ``task``."""
+    if task not in _REWARDS:
+        raise ValueError(f"task: got {task!r}, allowed: {', '.join(_REWARDS)}")
+    score = _REWARDS[task]
+
+    def reward(
+        prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str], **kwargs: Any
+    ) -> list[float]:
+        if len(completions) != len(answer):
+            raise ValueError(
+                f"answer: got {len(answer)} answers for {len(completions)} completions"
+            )
+        return [score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+
+    reward.__name__ = f"{task.replace('-', '_')}_reward"
+    return reward
+
+
+SYNTHETIC_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "arithmetic": make_arithmetic,
+    "passage-qa": make_passage_qa,
+}
+
+
+def make_task(
+    name: str, n: int, *, split: str = "train", seed: int = 0, **knobs: Any
+) -> list[dict[str, Any]]:
+    """Rows of synthetic task ``name``; ``knobs`` are the task's difficulty keywords
+    (arithmetic: digits, terms, ops; passage-qa: facts)."""
+    if name not in SYNTHETIC_TASKS:
+        raise ValueError(f"task: got {name!r}, allowed: {', '.join(SYNTHETIC_TASKS)}")
+    if name == "arithmetic":
+        spec_keys = {"digits", "terms", "ops"}
+        bad = set(knobs) - spec_keys
+        if bad:
+            raise ValueError(
+                f"knobs: unknown {sorted(bad)} for arithmetic; allowed: {sorted(spec_keys)}"
+            )
+        return make_arithmetic(n, split=split, seed=seed, spec=ArithmeticSpec(**knobs))
+    bad = set(knobs) - {"facts"}
+    if bad:
+        raise ValueError(f"knobs: unknown {sorted(bad)} for passage-qa; allowed: ['facts']")
+    return make_passage_qa(n, split=split, seed=seed, **knobs)

@@ -1,0 +1,73 @@
+"""Trainer callbacks: one logging path from TRL's ``log()`` to a ``metrics.jsonl`` file.
+
+TRL's ``GRPOTrainer.log`` averages ``self._metrics`` (where ``GCPOTrainer`` puts its ``gcpo/*``
+metrics) into the log dict and hands it to every callback; TensorBoard (``report_to``) and
+:class:`MetricsJsonlCallback` both read that same dict, so the three sinks never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+__all__ = ["MetricsJsonlCallback"]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """Append every log dict (plus ``step`` and ``epoch``) as one JSON line to ``path``.
+
+    Only the main process writes. Lines are flushed and fsynced as they are written, so a
+    killed run keeps every step it logged; on resume, lines with a step greater than the
+    resumed step are dropped first so the file never holds two histories.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not state.is_world_process_zero or not os.path.isfile(self.path):
+            return
+        keep = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if int(row.get("step", 0)) <= state.global_step:
+                    keep.append(json.dumps(row))
+        from gcpo.io import atomic_write_text
+
+        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch}
+        row.update(
+            {k: _clean(v) for k, v in logs.items() if isinstance(v, (int, float, str)) or v is None}
+        )
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,286 @@
+"""``GCPOTrainer``: TRL's ``GRPOTrainer`` with each prompt group's advantages scaled by its weight.
+
+The whole GCPO step, in the order it runs inside one TRL generation batch::
+
+    output = GRPOTrainer._generate_and_score_completions(inputs)   # TRL: generate, reward, advantages
+        └─ self._calculate_rewards(...)   # TRL gathers rewards of the whole batch; we keep a reference
+    texts  = gather_object(local prompts / completions)           # full batch, on every process
+    groups = Groups.from_lists(... G = num_generations per group ...)
+    result = scorer.score(groups, rank_state)                      # signals -> weight per group [B]
+    output["advantages"] *= weight[group of each local sample]      # this process's slice only
+
+TRL is touched only through ``super()`` calls and the attributes those calls document (see
+``tests/test_trl_trainer.py``, which pins them):
+
+- ``RepeatSampler`` lays each prompt's ``num_generations`` completions out consecutively across
+  the *global* batch, so sample ``j`` of the gathered batch belongs to group ``j // G``; a group
+  may straddle processes, which is why the weights are computed on the gathered batch.
+- ``_calculate_rewards`` returns the gathered ``[N_global, n_funcs]`` reward matrix.
+- ``_generate_and_score_completions`` returns the local ``advantages`` ``[N_local]`` and the
+  process slice is ``process_index * N_local : (process_index + 1) * N_local``.
+- with ``num_iterations > 1`` (or ``steps_per_generation > 1``) the output is buffered and reused,
+  so the weight is applied exactly once per generation batch, whatever the ``loss_type``: every
+  TRL loss multiplies ``advantages`` into the per-token objective.
+
+Every process computes the same weights from the same gathered data (scoring is deterministic)
+and updates its own copy of the rank-normalisation window identically, so no broadcast is needed.
+The window is saved as ``gcpo_state.json`` inside every checkpoint and restored on resume.
+
+Likelihood weighting (the ``seed-grpo`` preset) needs each completion's length-normalised
+log-likelihood under the sampling policy. When TRL already computed per-token log-probs
+(``old_per_token_logps``, or vLLM's ``sampling_per_token_logps``) they are reused; otherwise one
+extra no-grad forward pass of the policy computes them (counted in ``gcpo/logprob_s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+
+from gcpo.embedders import Embedder, EmbedderConfig
+from gcpo.io import atomic_write_text
+from gcpo.scoring import Groups, GroupScorer, ScoreResult, short_name
+from gcpo.tasks.synthetic import completion_text
+from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, preset
+
+__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
+
+GCPO_STATE_FILE = "gcpo_state.json"
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as one string: plain text as is, a conversation as its message contents joined."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        parts = []
+        for message in prompt:
+            content = message.get("content", "") if isinstance(message, dict) else message
+            parts.append(content if isinstance(content, str) else str(content))
+        return "\n".join(parts)
+    return str(prompt)
+
+
+class GCPOTrainer(GRPOTrainer):
+    """Drop-in ``trl.GRPOTrainer`` (TRL 1.16) whose group advantages are scaled by GCPO weights.
+
+    Args (beyond ``GRPOTrainer``'s, all keyword-only):
+        weighting: a :class:`~gcpo.weighting.WeightingConfig` or a preset name
+            (``grpo``, ``seed-grpo``, ``gcpo``, ``gcpo-bot``, ...). Default ``gcpo``.
+        embedder: an embedder object, name or :class:`~gcpo.embedders.EmbedderConfig`
+            (default: the offline MiniLM); loaded lazily, never for ``grpo``/``seed-grpo``.
+        answer_fn: completion -> canonical final answer, for answer-clustered semantic entropy
+            (default ``gcpo.tasks.extract_answer``).
+        extra_signals: more signals to compute and log each step (e.g. ``["se", "cd"]``); they
+            do not change the weights.
+        scorer: a ready :class:`~gcpo.scoring.GroupScorer` (overrides the three above).
+
+    After each generation batch ``self.last_scores`` holds ``(group_prompts, ScoreResult)`` of
+    the full (gathered) batch, identical on every process.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        weighting: WeightingConfig | str = "gcpo",
+        embedder: Embedder | str | EmbedderConfig | None = None,
+        answer_fn: Callable[[str], str | None] | None = None,
+        extra_signals: Sequence[str] = (),
+        scorer: GroupScorer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(weighting, str):
+            weighting = preset(weighting)
+        if not isinstance(weighting, WeightingConfig):
+            raise ValueError(
+                f"weighting: expected a WeightingConfig or a preset name, got {type(weighting).__name__}"
+            )
+        super().__init__(*args, **kwargs)
+        self.scorer = scorer or GroupScorer(weighting, embedder, answer_fn)
+        self.weighting = self.scorer.config
+        self.extra_signals = list(extra_signals)
+        self.gcpo_state: RankNormalizerState | None = initial_state(self.weighting)
+        self.last_scores: tuple[list[str], ScoreResult] | None = None
+        self._gcpo_rewards: torch.Tensor | None = None
+        self._gcpo_texts: tuple[list[Any], list[Any]] | None = None
+
+    # -- TRL extension points (super() first, then our part) ----------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
+        rewards_per_func = super()._calculate_rewards(
+            inputs, prompts, completions, completion_ids_list
+        )
+        self._gcpo_rewards = rewards_per_func  # gathered: [N_global, n_reward_funcs]
+        self._gcpo_texts = (list(prompts), list(completions))
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):  # type: ignore[no-untyped-def]
+        self._gcpo_rewards, self._gcpo_texts = None, None
+        output = super()._generate_and_score_completions(inputs)
+        if not self.model.training:  # eval loss stays plain GRPO; the rank window is not touched
+            return output
+        if self._gcpo_rewards is None or self._gcpo_texts is None:
+            raise RuntimeError(
+                "GCPOTrainer: TRL's _generate_and_score_completions did not call _calculate_rewards; "
+                "this TRL version is not supported (pin trl>=1.16,<1.17)"
+            )
+        weights_local = self._group_weights(output)
+        output["advantages"] = output["advantages"] * weights_local.to(
+            output["advantages"].device, output["advantages"].dtype
+        )
+        return output
+
+    def _save_checkpoint(self, model, trial):  # type: ignore[no-untyped-def]
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial),
+                f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}",
+            )
+            atomic_write_text(
+                os.path.join(folder, GCPO_STATE_FILE), json.dumps(self.gcpo_state_dict())
+            )
+
+    def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[no-untyped-def]
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            path = os.path.join(checkpoint, GCPO_STATE_FILE)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    self.load_gcpo_state_dict(json.load(f))
+            elif self.gcpo_state is not None:
+                raise ValueError(
+                    f"checkpoint {checkpoint!r}: no {GCPO_STATE_FILE}; the rank-normalisation window "
+                    "cannot be restored (was it written by plain GRPOTrainer?)"
+                )
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def gcpo_state_dict(self) -> dict[str, Any]:
+        """Plain-data GCPO state (the rank window, or None) saved in each checkpoint."""
+        return {
+            "version": 1,
+            "signal": self.weighting.signal,
+            "rank_state": None if self.gcpo_state is None else self.gcpo_state.state_dict(),
+        }
+
+    def load_gcpo_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`gcpo_state_dict` output."""
+        if not isinstance(state, dict) or "rank_state" not in state:
+            raise ValueError(f"state: expected a dict with 'rank_state', got {state!r:.100}")
+        if state["rank_state"] is not None and self.gcpo_state is not None:
+            self.gcpo_state.load_state_dict(state["rank_state"])
+
+    # -- the GCPO part --------------------------------------------------------------------------
+
+    def _needs_logprobs(self) -> bool:
+        cfg = self.weighting
+        uses_se = cfg.signal == "semantic_entropy" or any(
+            s in ("se", "semantic_entropy") for s in self.extra_signals
+        )
+        return (uses_se and cfg.se_likelihood_weighting) or (
+            cfg.completion_weighting == "likelihood"
+            and cfg.signal in ("cosine_dispersion", "barycentric_transport")
+        )
+
+    def _sequence_logprobs(self, output: dict[str, Any]) -> torch.Tensor:
+        """``[N_local]`` mean token log-prob of each completion under the sampling policy."""
+        mask = output["completion_mask"].to(torch.float32)
+        per_token = output.get("old_per_token_logps")
+        if per_token is None:
+            per_token = output.get("sampling_per_token_logps")
+        if per_token is None:
+            prompt_completion_ids = torch.cat(
+                [output["prompt_ids"], output["completion_ids"]], dim=1
+            )
+            attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+            with torch.no_grad():
+                per_token, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    prompt_completion_ids,
+                    attention_mask,
+                    output["completion_ids"].size(1),
+                    batch_size=self.args.per_device_train_batch_size,
+                )
+        per_token = torch.nan_to_num(per_token.to(torch.float32), nan=0.0)
+        return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def _group_weights(self, output: dict[str, Any]) -> torch.Tensor:
+        """Score the gathered batch; return the weight of each *local* sample ``[N_local]``."""
+        assert self._gcpo_rewards is not None and self._gcpo_texts is not None
+        local_prompts, local_completions = self._gcpo_texts
+        n_local = len(local_prompts)
+        g = self.num_generations
+        prompts = gather_object([prompt_text(p) for p in local_prompts])
+        completions = gather_object([completion_text(c) for c in local_completions])
+
+        rewards_per_func = self._gcpo_rewards
+        weights = self.reward_weights.to(rewards_per_func.device)
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1).to(torch.float32).cpu()
+        n_global = rewards.numel()
+        if n_global != len(completions) or n_global % g != 0:
+            raise RuntimeError(
+                f"GCPOTrainer: gathered batch has {n_global} rewards and {len(completions)} completions; "
+                f"expected equal counts divisible by num_generations={g} (TRL group layout changed?)"
+            )
+        rewards = rewards.view(-1, g)
+        # A completion no reward function could score must not add reward dispersion:
+        # give it its group's mean reward (TRL gives it advantage 0).
+        unscorable = unscorable.cpu().view(-1, g)
+        if unscorable.any():
+            filled = rewards.masked_fill(unscorable, 0.0)
+            counts = (~unscorable).sum(dim=1, keepdim=True).clamp(min=1)
+            mean = filled.sum(dim=1, keepdim=True) / counts
+            rewards = torch.where(unscorable, mean.expand_as(rewards), rewards)
+
+        logprobs = None
+        t_lp = 0.0
+        if self._needs_logprobs():
+            t0 = time.perf_counter()
+            local_lp = self._sequence_logprobs(output)
+            logprobs = self.accelerator.gather(local_lp.contiguous()).float().cpu().view(-1, g)
+            t_lp = time.perf_counter() - t0
+
+        n_groups = n_global // g
+        group_prompts = [prompts[b * g] for b in range(n_groups)]
+        groups = Groups.from_lists(
+            group_prompts,
+            [completions[b * g : (b + 1) * g] for b in range(n_groups)],
+            rewards,
+            logprobs=logprobs,
+        )
+        result = self.scorer.score(groups, self.gcpo_state, extra_signals=self.extra_signals)
+        if result.state is not None:
+            self.gcpo_state = result.state
+        self.last_scores = (group_prompts, result)
+        self._log_scores(result, t_lp)
+
+        per_sample = result.weights.to(torch.float32).repeat_interleave(g)
+        start = self.accelerator.process_index * n_local
+        return per_sample[start : start + n_local]
+
+    def _log_scores(self, result: ScoreResult, logprob_s: float) -> None:
+        m = self._metrics["train"]
+        w = result.weights.to(torch.float64)
+        rd = result.reward_dispersion.to(torch.float64)
+        m["gcpo/weight_mean"].append(float(w.mean()))
+        m["gcpo/weight_min"].append(float(w.min()))
+        m["gcpo/weight_max"].append(float(w.max()))
+        m["gcpo/reward_dispersion"].append(float(rd.mean()))
+        m["gcpo/frac_zero_reward_dispersion"].append(float((rd <= 1e-8).to(torch.float64).mean()))
+        for name, value in result.signals.items():
+            if name != "reward_dispersion":
+                m[f"gcpo/signal/{short_name(name)}"].append(float(value.to(torch.float64).mean()))
+        m["gcpo/embed_s"].append(float(result.timings.get("embed_s", 0.0)))
+        m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
+        if logprob_s:
+            m["gcpo/logprob_s"].append(logprob_s)
