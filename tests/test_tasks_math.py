@@ -143,7 +143,9 @@ def test_math_reward_wrong_answers(completion: str, gold: str) -> None:
 def test_math_rewards_batch_matches_single() -> None:
     comps = ["\\boxed{0.5}", "\\boxed{3}", "\\boxed{\\frac{2}{4}}", "nothing"]
     golds = ["\\frac{1}{2}", "4", "\\frac12", "1"]
-    assert math_rewards(comps, golds) == [math_reward(c, g) for c, g in zip(comps, golds, strict=True)]
+    assert math_rewards(comps, golds) == [
+        math_reward(c, g) for c, g in zip(comps, golds, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------------- time limits
@@ -243,7 +245,7 @@ def _as_model_output(gold: str) -> str:
     return f"Let me work through it step by step. ... so the answer is $\\boxed{{{gold}}}$."
 
 
-def _check_golds(name: str, verifier: MathVerifier, n: int | None) -> None:
+def _check_golds(name: str, verifier: MathVerifier, n: int | None, wrong_every: int = 1) -> None:
     golds = _golds(name)[:n]
     assert golds
     # full reward (canonical-key fast path, then math-verify)
@@ -255,10 +257,10 @@ def _check_golds(name: str, verifier: MathVerifier, n: int | None) -> None:
     # a different gold answer (different canonical key) scores 0
     wrong = []
     for i, g in enumerate(golds):
+        if i % wrong_every:
+            continue
         other = next(
-            o
-            for o in golds[i + 1 :] + golds[:i]
-            if canonical_answer(o) != canonical_answer(g)
+            o for o in golds[i + 1 :] + golds[:i] if canonical_answer(o) != canonical_answer(g)
         )
         if math_reward(_as_model_output(other), g) != 0.0:
             wrong.append((g, other))
@@ -277,7 +279,7 @@ def test_math500_olympiad_golds_score_one_sample(verifier: MathVerifier) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["math500", "olympiadbench"])
 def test_all_golds_score_one(name: str, verifier: MathVerifier) -> None:
-    _check_golds(name, verifier, None)
+    _check_golds(name, verifier, None, wrong_every=4)
 
 
 def test_verifier_rejects_bad_arguments() -> None:

@@ -99,6 +99,16 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
     return (str(row["model"]), str(row["benchmark"]), str(row["id"]), int(row["sample"]))
 
 
+def _terminate_last_line(path: Path) -> None:
+    """A run killed mid-write can leave a last line without its newline; close it so the next
+    appended row starts on a line of its own (the broken line is then skipped on read)."""
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb+") as fh:
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -190,6 +200,7 @@ def run_evaluation(
         name: load_benchmark(name, data_dir=config.data_dir, limit=config.limit)
         for name in config.benchmarks
     }
+    _terminate_last_line(gen_path)
     done = {_row_key(r) for r in _read_rows(gen_path)}
     todo: dict[str, list[tuple[BenchmarkItem, int]]] = {
         name: [
@@ -293,8 +304,8 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict[str, Any]:
     """Per model and benchmark metrics from generation rows.
 
-    Math: ``pass@1`` and ``pass@k`` for every k in {samples} ∪ {n per item} (items with fewer
-    than k samples are left out of pass@k). QA: mean ``em``, ``f1``, ``cover_em``.
+    Math: ``pass@1``, and the unbiased ``pass@k`` for k = 2, 4, 8, ... up to the most samples
+    of any item and for k = ``samples`` (items with fewer than k samples are left out). QA: mean ``em``, ``f1``, ``cover_em``.
     """
     grouped: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -311,7 +322,8 @@ def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict
                 (len(v), sum(1 for r in v if float(r["score"]) > 0.5)) for v in by_item.values()
             ]
             entry["pass@1"] = sum(c / n for n, c in per_item) / len(per_item)
-            ks = {n for n, _ in per_item if n > 1}
+            n_max = max(n for n, _ in per_item)
+            ks = {2**j for j in range(1, n_max.bit_length()) if 2**j <= n_max}
             if samples and samples > 1:
                 ks.add(samples)
             for k in sorted(ks):

@@ -1,0 +1,229 @@
+"""Evaluation harness: pass@k, summaries/tables, resume, and the ``gcpo eval`` CLI end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gcpo.config import ConfigError
+from gcpo.evaluation import EvalConfig, pass_at_k, results_tables, run_evaluation, summarize
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# ------------------------------------------------------------------------------ pass@k
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_pass_at_k_matches_subset_enumeration(n: int) -> None:
+    for c in range(n + 1):
+        outcomes = [1] * c + [0] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(range(n), k))
+            brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+            assert pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+            assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+
+
+def test_pass_at_k_properties_and_errors() -> None:
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(200, 0, 100) == 0.0 and pass_at_k(200, 200, 1) == 1.0
+    assert 0.0 <= pass_at_k(1000, 1, 500) <= 1.0  # no overflow with large n
+    for bad in [(3, 4, 1), (3, -1, 1), (3, 1, 0), (3, 1, 4)]:
+        with pytest.raises(ValueError, match="need"):
+            pass_at_k(*bad)
+
+
+# ---------------------------------------------------------------------- summary / tables
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for s, score in enumerate([1.0, 0.0, 0.0, 1.0]):  # item a: 2 of 4 correct
+        rows.append({"model": "m1", "benchmark": "math500", "id": "a", "sample": s, "score": score})
+    for s in range(4):  # item b: 0 of 4
+        rows.append({"model": "m1", "benchmark": "math500", "id": "b", "sample": s, "score": 0.0})
+    rows.append(
+        {"model": "m1", "benchmark": "hotpotqa", "id": "h", "sample": 0, "score": 0.5,
+         "em": 0.0, "f1": 0.5, "cover_em": 1.0}
+    )  # fmt: skip
+    rows.append({"model": "m2", "benchmark": "math500", "id": "a", "sample": 0, "score": 1.0})
+    return rows
+
+
+def test_summarize() -> None:
+    s = summarize(_rows(), samples=4)
+    m = s["m1"]["math500"]
+    assert m["items"] == 2 and m["generations"] == 8
+    assert m["pass@1"] == pytest.approx((2 / 4 + 0) / 2)
+    assert m["pass@4"] == pytest.approx((1.0 + 0.0) / 2)
+    assert m["pass@2"] == pytest.approx((pass_at_k(4, 2, 2) + 0) / 2)
+    assert s["m1"]["hotpotqa"] == {
+        "items": 1,
+        "generations": 1,
+        "em": 0.0,
+        "f1": 0.5,
+        "cover_em": 1.0,
+    }
+    assert s["m2"]["math500"]["pass@1"] == 1.0 and "pass@4" not in s["m2"]["math500"]
+
+
+def test_results_tables_shape() -> None:
+    markdown, csv_text = results_tables(summarize(_rows(), samples=4))
+    lines = markdown.splitlines()
+    assert lines[0] == "| Model | math500 (pass@1) | hotpotqa (f1) | Avg |"
+    assert lines[2] == "| m1 | 25.0 | 50.0 | 37.5 |"
+    assert lines[3] == "| m2 | 100.0 | – | 100.0 |"
+    table = list(csv.reader(io.StringIO(csv_text)))
+    assert table[0][0] == "model" and "math500/pass@1" in table[0] and "hotpotqa/f1" in table[0]
+    row = dict(zip(table[0], table[1], strict=True))
+    assert row["model"] == "m1" and row["math500/pass@4"] == "50.00"
+    assert dict(zip(table[0], table[2], strict=True))["hotpotqa/f1"] == ""
+
+
+# -------------------------------------------------------------- harness with a fake model
+
+
+class CharTokenizer:
+    """Character-level stand-in for a HF tokenizer (no chat template)."""
+
+    chat_template = None
+    eos_token_id = 0
+    pad_token_id = 0
+    padding_side = "left"
+
+    def __call__(self, texts, return_tensors=None, padding=False, add_special_tokens=True):
+        if isinstance(texts, str):
+            return {"input_ids": [ord(c) for c in texts]}
+        width = max(len(t) for t in texts)
+        ids = [[0] * (width - len(t)) + [ord(c) for c in t] for t in texts]
+        mask = [[0] * (width - len(t)) + [1] * len(t) for t in texts]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if i)
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return [self.decode(r.tolist()) for r in rows]
+
+
+class AnswerModel(torch.nn.Module):
+    """Answers "\\boxed{2}" to math prompts and "Paris" to QA prompts; counts generate calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.calls: list[int] = []
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        self.calls.append(input_ids.shape[0])
+        outs = []
+        for row in input_ids.tolist():
+            text = "".join(chr(i) for i in row if i)
+            ans = "\\boxed{2}" if "boxed" in text else "Paris\nmore"
+            outs.append([ord(c) for c in ans][:max_new_tokens])
+        width = max(len(o) for o in outs)
+        new = torch.tensor([o + [0] * (width - len(o)) for o in outs])
+        return torch.cat([input_ids, new], dim=1)
+
+
+def _write_data(root: Path) -> Path:
+    (root / "math500").mkdir(parents=True)
+    with (root / "math500" / "test.jsonl").open("w") as fh:
+        for i, ans in enumerate(["2", "3", "\\frac{4}{2}"]):
+            fh.write(json.dumps({"problem": f"p{i}", "answer": ans, "unique_id": f"u{i}"}) + "\n")
+    (root / "hotpotqa").mkdir()
+    with (root / "hotpotqa" / "test.jsonl").open("w") as fh:
+        for i, ans in enumerate(["Paris", "London"]):
+            ctx = {"title": ["T"], "sentences": [["some text " * 50]]}
+            fh.write(
+                json.dumps({"id": f"h{i}", "question": "q", "answer": ans, "context": ctx}) + "\n"
+            )
+    return root
+
+
+def test_run_evaluation_scores_resumes_and_tabulates(tmp_path: Path) -> None:
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "out"
+    model, tok = AnswerModel(), CharTokenizer()
+    cfg = EvalConfig(
+        model="fake", benchmarks=["math500", "hotpotqa"], samples=2, batch_size=2,
+        data_dir=str(data), output=str(out), progress=False, max_context_tokens=64,
+    )  # fmt: skip
+    result = run_evaluation(cfg, model=model, tokenizer=tok)
+    rows = [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == (3 + 2) * 2 and sum(model.calls) == 10
+    assert max(model.calls) <= 2  # batched by batch_size
+    math_ok = {r["id"]: r["score"] for r in rows if r["benchmark"] == "math500"}
+    assert math_ok == {"u0": 1.0, "u1": 0.0, "u2": 1.0}  # "\frac{4}{2}" == 2 via math-verify
+    qa = [r for r in rows if r["benchmark"] == "hotpotqa"]
+    assert {r["prediction"] for r in qa} == {"Paris"}
+    assert max(r["prompt_tokens"] for r in qa) < 64 + 600  # context truncated to 64 "tokens"
+    summary = result["summary"]["fake"]
+    assert summary["math500"]["pass@1"] == pytest.approx(2 / 3)
+    assert summary["math500"]["pass@2"] == pytest.approx(2 / 3)
+    assert summary["hotpotqa"]["em"] == pytest.approx(0.5)
+    for name in ("results.md", "results.csv", "summary.json"):
+        assert (out / name).is_file()
+    assert "| fake | 66.7 | 50.0 | 58.3 |" in (out / "results.md").read_text()
+
+    # resume: nothing left to do -> no generate call, same file
+    model.calls.clear()
+    run_evaluation(cfg, model=model, tokenizer=tok)
+    assert model.calls == [] and len((out / "generations.jsonl").read_text().splitlines()) == 10
+    # more samples: only the missing sample indices are generated
+    cfg.samples = 3
+    again = run_evaluation(cfg, model=model, tokenizer=tok)
+    assert sum(model.calls) == 5
+    assert again["summary"]["fake"]["math500"]["generations"] == 9
+    # a truncated last line (killed run) is skipped, and its item regenerated
+    text = (out / "generations.jsonl").read_text()
+    (out / "generations.jsonl").write_text(text[:-20])
+    model.calls.clear()
+    run_evaluation(cfg, model=model, tokenizer=tok)
+    assert sum(model.calls) == 1
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="benchmarks"):
+        run_evaluation(EvalConfig(benchmarks=["nope"], output=str(tmp_path)))
+    with pytest.raises(ConfigError, match="samples"):
+        run_evaluation(EvalConfig(samples=0, output=str(tmp_path)))
+
+
+# ------------------------------------------------------------------------- CLI end to end
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
+def test_cli_eval_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gcpo.cli import main
+
+    out = tmp_path / "eval"
+    argv = [
+        "eval", "--model", "tiny-random", "--benchmarks", "math500,hotpotqa", "--limit", "2",
+        "--max-new-tokens", "8", "--data-dir", str(DATA), "--output", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny-random |" in printed and "items/s" in printed
+    rows = [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    assert {r["benchmark"] for r in rows} == {"math500", "hotpotqa"}
+    assert all(0 <= r["new_tokens"] <= 8 and isinstance(r["generation"], str) for r in rows)
+    table = list(csv.reader(io.StringIO((out / "results.csv").read_text())))
+    assert table[1][0] == "tiny-random"
+    before = (out / "generations.jsonl").read_text()
+    assert main(argv) == 0  # re-run: everything already done
+    assert (out / "generations.jsonl").read_text() == before
+    assert "items/s" not in capsys.readouterr().out  # nothing was generated
+    assert main([*argv, "--samples", "2"]) == 0
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 8
+    assert main(["eval", "--benchmarks", "math500", "--samples", "0"]) == 2  # config error
