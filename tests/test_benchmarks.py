@@ -41,7 +41,15 @@ def test_local_counts_and_item_shape(name: str) -> None:
         assert it.question.strip() and it.answers and all(isinstance(a, str) for a in it.answers)
         assert all(a.strip() for a in it.answers)
         assert bool(it.context and it.context.strip()) == (it.kind == "qa")
-    assert len(load_benchmark(name, data_dir=DATA, limit=3)) == 3
+    assert [it.id for it in load_benchmark(name, data_dir=DATA, limit=3)] == [
+        it.id for it in items[:3]
+    ]
+    sample = load_benchmark(name, data_dir=DATA, limit=5, seed=1)
+    assert len(sample) == 5 and sample == load_benchmark(name, data_dir=DATA, limit=5, seed=1)
+    assert [it.id for it in sample] != [it.id for it in items[:5]]
+    assert items[0].answer == items[0].answers[0]
+    assert items[0].messages[0]["role"] == "user"
+    assert items[0].question in items[0].messages[0]["content"]
 
 
 @needs_data

@@ -53,7 +53,12 @@ class EvalConfig:
     )
     samples: int = field(1, help="completions per item (k); 1 = greedy decoding", min=1)
     limit: int | None = field(None, help="evaluate only the first N items of each benchmark", min=1)
-    max_new_tokens: int = field(512, help="generation length limit (tokens)", min=1)
+    max_new_tokens: int | None = field(
+        None,
+        help="generation length limit in tokens; unset = per benchmark (math 1024, hotpotqa 32, "
+        "qasper / narrativeqa 128, LongBench's lengths)",
+        min=1,
+    )
     temperature: float = field(0.6, help="sampling temperature when samples > 1", min=0.0)
     top_p: float = field(0.95, help="nucleus sampling top-p when samples > 1", min=0.0, max=1.0)
     batch_size: int = field(8, help="prompts per generate() call", min=1)
@@ -144,6 +149,7 @@ def _generate(
     prompts: list[str],
     config: EvalConfig,
     seed: int,
+    max_new_tokens: int,
 ) -> tuple[list[str], list[int], list[int]]:
     """Decoded new text, prompt lengths and new-token counts for a batch of prompts."""
     import torch
@@ -153,7 +159,7 @@ def _generate(
     device = next(model.parameters()).device
     enc = {k: v.to(device) for k, v in enc.items()}
     kwargs: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
+        "max_new_tokens": max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
     }
     if config.samples > 1:
@@ -244,6 +250,7 @@ def run_evaluation(
                     [prompts[item.id] for item, _ in batch],
                     config,
                     seed=config.seed * 1_000_003 + b,
+                    max_new_tokens=config.max_new_tokens or BENCHMARKS[name].max_new_tokens,
                 )
                 for (item, s), text, plen, ntok in zip(
                     batch, texts, prompt_lens, new_counts, strict=True
@@ -305,7 +312,8 @@ def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict
     """Per model and benchmark metrics from generation rows.
 
     Math: ``pass@1``, and the unbiased ``pass@k`` for k = 2, 4, 8, ... up to the most samples
-    of any item and for k = ``samples`` (items with fewer than k samples are left out). QA: mean ``em``, ``f1``, ``cover_em``.
+    of any item and for k = ``samples`` (items with fewer than k samples are left out).
+    QA: mean ``em``, ``f1``, ``cover_em``.
     """
     grouped: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)

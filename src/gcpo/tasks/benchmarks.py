@@ -47,6 +47,18 @@ class BenchmarkItem:
     context: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def answer(self) -> str:
+        """The first reference (the gold answer for math)."""
+        return self.answers[0]
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The prompt as chat messages (one user turn; context not truncated), for trainers."""
+        from gcpo.tasks.prompts import prompt_text
+
+        return [{"role": "user", "content": prompt_text(self)}]
+
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
@@ -59,6 +71,7 @@ class BenchmarkSpec:
     expected_items: int
     convert: Callable[[Mapping[str, Any], int], list[BenchmarkItem]]
     description: str
+    max_new_tokens: int  # default generation budget (LongBench's per-task lengths for QA)
 
 
 def _lower(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,28 +283,28 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     for s in (
         BenchmarkSpec(
             "math500", "math", "pass@1", "HuggingFaceH4/MATH-500", None, "test", 500,
-            _convert_math500, "MATH-500 (Lightman et al. 2023 split of MATH)",
+            _convert_math500, "MATH-500 (Lightman et al. 2023 split of MATH)", 1024,
         ),
         BenchmarkSpec(
             "aime24", "math", "pass@1", "HuggingFaceH4/aime_2024", None, "train", 30,
-            _convert_aime24, "AIME 2024 I + II",
+            _convert_aime24, "AIME 2024 I + II", 1024,
         ),
         BenchmarkSpec(
             "olympiadbench", "math", "pass@1", "Hothan/OlympiadBench", "OE_TO_maths_en_COMP",
             "train", 675, _convert_olympiadbench,
-            "OlympiadBench, English open-ended text-only math",
+            "OlympiadBench, English open-ended text-only math", 1024,
         ),
         BenchmarkSpec(
             "hotpotqa", "qa", "f1", "hotpotqa/hotpot_qa", "distractor", "validation", 500,
-            _convert_hotpotqa, "HotpotQA distractor (local file: 500-row dev subset)",
+            _convert_hotpotqa, "HotpotQA distractor (local file: 500-row dev subset)", 32,
         ),
         BenchmarkSpec(
             "qasper", "qa", "f1", "L4NLP/LEval", "scientific_qa", "test", 184,
-            _convert_qasper, "Qasper, L-Eval scientific_qa (23 papers, 184 questions)",
+            _convert_qasper, "Qasper, L-Eval scientific_qa (23 papers, 184 questions)", 128,
         ),
         BenchmarkSpec(
             "narrativeqa", "qa", "f1", "deepmind/narrativeqa", None, "test", 50,
-            _convert_narrativeqa, "NarrativeQA (local file: 50 questions, summary passages)",
+            _convert_narrativeqa, "NarrativeQA (local file: 50 questions, summary passages)", 128,
         ),
     )
 }  # fmt: skip
@@ -318,8 +331,10 @@ def load_benchmark(
     data_dir: str | Path | None = None,
     path: str | Path | None = None,
     limit: int | None = None,
+    seed: int | None = None,
 ) -> list[BenchmarkItem]:
-    """Items of benchmark ``name`` (first ``limit`` items when given).
+    """Items of benchmark ``name``: all, the first ``limit``, or — when ``seed`` is given too —
+    a random sample of ``limit`` items drawn with ``random.Random(seed)`` (in file order).
 
     Source: ``path`` (a JSONL file) if given; else ``<data_dir>/<name>/test.jsonl`` (or
     ``<data_dir>/<name>.jsonl``); else the Hugging Face hub (``spec.hub_id``). Raises
@@ -344,4 +359,11 @@ def load_benchmark(
 
         rows = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
     items = items_from_rows(name, rows)
-    return items[:limit] if limit is not None else items
+    if limit is None or limit >= len(items):
+        return items
+    if seed is None:
+        return items[:limit]
+    import random
+
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
