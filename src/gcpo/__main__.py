@@ -1,0 +1,5 @@
+import sys
+
+from gcpo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,194 @@
+"""File I/O that never loses data and never hides where bad data came from.
+
+- ``read_jsonl`` reports malformed lines, non-UTF-8 bytes, missing fields and empty files as a
+  :class:`DataError` naming the file and the 1-based line number, or skips such rows and counts
+  them when the caller asks for it.
+- ``atomic_*`` writers write to a temporary file in the same directory, fsync, then ``os.replace``
+  it over the target, so a reader (or a resumed run) sees either the old or the new content,
+  never a half-written file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DataError",
+    "JsonlReport",
+    "read_jsonl",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_save_torch",
+    "append_jsonl",
+    "write_jsonl",
+]
+
+
+class DataError(ValueError):
+    """Input data is malformed; the message names the file and line."""
+
+
+@dataclass
+class JsonlReport:
+    """What ``read_jsonl`` skipped (only filled when ``skip_bad_rows=True``)."""
+
+    skipped: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    required: Sequence[str] = (),
+    skip_bad_rows: bool = False,
+    report: JsonlReport | None = None,
+    allow_empty: bool = False,
+) -> list[dict[str, Any]]:
+    """Read a JSON Lines file of objects.
+
+    Args:
+        path: the file.
+        required: keys every row must have.
+        skip_bad_rows: skip (and count in ``report``) rows that are malformed, not objects, not
+            UTF-8 or miss a required key, instead of raising.
+        report: receives the skip count and the first reasons when ``skip_bad_rows``.
+        allow_empty: return ``[]`` for a file with no rows instead of raising.
+
+    Raises:
+        DataError: naming the file and line for the first bad row (or for a missing / empty file).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file does not exist")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a .jsonl file")
+    rows: list[dict[str, Any]] = []
+    rep = report if report is not None else JsonlReport()
+    with p.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            problem: str | None = None
+            row: Any = None
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+            else:
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    problem = f"malformed JSON ({exc.msg} at column {exc.colno})"
+                else:
+                    if not isinstance(row, dict):
+                        problem = f"expected a JSON object, got {type(row).__name__}"
+                    else:
+                        missing = [k for k in required if k not in row]
+                        if missing:
+                            problem = (
+                                f"missing field(s) {', '.join(map(repr, missing))}; "
+                                f"found {', '.join(map(repr, row)) or 'none'}"
+                            )
+            if problem is not None:
+                message = f"{p}:{lineno}: {problem}"
+                if not skip_bad_rows:
+                    raise DataError(message)
+                rep.skipped += 1
+                if len(rep.reasons) < 20:
+                    rep.reasons.append(message)
+                continue
+            rows.append(row)
+    if not rows and not allow_empty:
+        extra = f" ({rep.skipped} bad rows skipped)" if rep.skipped else ""
+        raise DataError(f"{p}: no rows found{extra}; expected one JSON object per line")
+    return rows
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Any, mode: str) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file + fsync + rename)."""
+    return _atomic_write(path, lambda fh: fh.write(text), "w")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
+    return _atomic_write(path, lambda fh: fh.write(data), "wb")
+
+
+def atomic_save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def append_jsonl(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """Append one row and flush it to disk (a killed run keeps every completed row).
+
+    A crash can at worst leave a truncated last line, which ``read_jsonl(skip_bad_rows=True)``
+    skips on resume.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(row, ensure_ascii=False, default=_json_default) + "\n"
+    with p.open("a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """Write all rows atomically."""
+    text = "".join(
+        json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows
+    )
+    return atomic_write_text(path, text)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
