@@ -35,6 +35,7 @@ __all__ = [
     "make_task",
     "arithmetic_reward",
     "passage_qa_reward",
+    "answer_key",
     "completion_text",
     "reward_function",
 ]
@@ -150,7 +151,8 @@ def make_passage_qa(
         for person in people:
             if rng.random() < 0.5:
                 obj, colour = rng.choice(_OBJECTS), rng.choice(_COLOURS)
-                sentences.append(f"{person} has a {colour} {obj}.")
+                article = "an" if colour[0] in "aeiou" else "a"
+                sentences.append(f"{person} has {article} {colour} {obj}.")
                 qa.append((f"What colour is {person}'s {obj}?", colour))
             else:
                 place = rng.choice(_PLACES)
@@ -200,6 +202,26 @@ def passage_qa_reward(completion: str, answer: str) -> float:
         return 0.0
     words = _norm(lines[0]).split()
     return float(answer.lower() in words and len(words) <= 12)
+
+
+def answer_key(task: str) -> Callable[[str], str | None]:
+    """completion -> the key semantic entropy clusters on for ``task`` (None = unparseable):
+    the last integer (arithmetic) or the first non-empty line, normalised (passage-qa)."""
+    if task == "arithmetic":
+
+        def last_int(completion: str) -> str | None:
+            found = _INT.findall(completion)
+            return str(int(found[-1].replace(",", ""))) if found else None
+
+        return last_int
+    if task == "passage-qa":
+
+        def first_line(completion: str) -> str | None:
+            lines = [ln for ln in completion.strip().splitlines() if ln.strip()]
+            return " ".join(_norm(lines[0]).split()) or None if lines else None
+
+        return first_line
+    raise ValueError(f"task: got {task!r}, allowed: arithmetic, passage-qa")
 
 
 _REWARDS: dict[str, Callable[[str, str], float]] = {

@@ -1,0 +1,6 @@
+"""The training recipe of ``gcpo train``: config, data and rewards, run directory, resume."""
+
+from gcpo.train.config import TrainConfig, load_train_config
+from gcpo.train.run import last_checkpoint, resume_training, run_training
+
+__all__ = ["TrainConfig", "load_train_config", "run_training", "resume_training", "last_checkpoint"]

@@ -1,0 +1,246 @@
+"""``TrainConfig``: every knob of ``gcpo train`` in one dataclass (YAML maps one-to-one).
+
+A weighting is a named preset plus field overrides: the ``weighting:`` mapping of a YAML file is
+applied on top of ``preset``, so ``preset: gcpo-bot`` with ``weighting: {alpha: 0.5}`` is BoT
+with alpha 0.5. The resolved config written into a run directory holds the full weighting, so
+reloading it reproduces the run exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gcpo import config as cfg
+from gcpo.config import ConfigError
+from gcpo.weighting import WeightingConfig, available_presets, preset
+
+__all__ = ["TrainConfig", "load_train_config", "QUICKSTART", "RECIPES_DIR"]
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+QUICKSTART = CONFIG_DIR / "quickstart.yaml"
+RECIPES_DIR = CONFIG_DIR / "recipes"
+SYNTHETIC = ("arithmetic", "passage-qa")
+
+
+@dataclass
+class TrainConfig:
+    """One GCPO/GRPO training run on TRL."""
+
+    # -- what to train ---------------------------------------------------------------------
+    model: str = cfg.field(
+        "smollm2-135m-instruct",
+        help="policy: 'smollm2-135m-instruct' (embedded, offline), 'tiny-random' (tests), a local "
+        "HF directory or a hub id",
+    )
+    preset: str = cfg.field(
+        "gcpo",
+        help="weighting preset (grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot); the "
+        "'weighting' fields override it",
+    )
+    weighting: WeightingConfig = cfg.field(
+        default_factory=WeightingConfig,
+        help="GCPO weighting (see gcpo.weighting.WeightingConfig); filled from 'preset'",
+    )
+    embedder: str = cfg.field(
+        "all-MiniLM-L6-v2",
+        help="sentence embedder for the geometric signals: 'all-MiniLM-L6-v2' (offline default), "
+        "'hashing' (model-free, tests) or a sentence-transformers path / hub id",
+    )
+    extra_signals: list[str] = cfg.field(
+        default_factory=list,
+        help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
+    )
+    # -- data and reward --------------------------------------------------------------------
+    task: str = cfg.field(
+        "arithmetic",
+        help="built-in synthetic task when 'dataset' is empty: arithmetic or passage-qa",
+        choices=SYNTHETIC,
+    )
+    task_options: dict[str, Any] = cfg.field(
+        default_factory=dict,
+        help="difficulty knobs of the synthetic task (arithmetic: digits, terms, ops; "
+        "passage-qa: facts)",
+    )
+    dataset: str = cfg.field(
+        "",
+        help="training data instead of a synthetic task: a JSONL file or a Hugging Face dataset "
+        "id (rows need 'prompt' (text or chat messages) and the reward's columns, e.g. 'answer')",
+    )
+    dataset_config: str = cfg.field("", help="Hugging Face dataset config name (if any)")
+    dataset_split: str = cfg.field("train", help="split of 'dataset' to train on")
+    eval_dataset: str = cfg.field(
+        "",
+        help="held-out prompts (JSONL or hub id); empty = the synthetic task's held-out split, "
+        "or the last num_eval_prompts rows of 'dataset' held out from training",
+    )
+    eval_split: str = cfg.field("test", help="split of 'eval_dataset'")
+    prompt_field: str = cfg.field("prompt", help="column holding the prompt")
+    answer_field: str = cfg.field(
+        "answer", help="column holding the reference answer (renamed to 'answer' for rewards)"
+    )
+    system_prompt: str = cfg.field(
+        "", help="system message prepended to plain-text prompts of 'dataset' (empty = none)"
+    )
+    reward: str = cfg.field(
+        "",
+        help="reward function: empty = the task's own (synthetic) or 'math'; 'math' "
+        "(gcpo.tasks.math_reward), 'qa-f1', 'qa-em', 'arithmetic', 'passage-qa', or "
+        "'module:function' with TRL's signature fn(prompts, completions, **columns)",
+    )
+    num_train_prompts: int = cfg.field(
+        512,
+        help="synthetic task: training prompts drawn (dataset: at most this many, 0 = all)",
+        min=0,
+    )
+    num_eval_prompts: int = cfg.field(
+        32, help="held-out prompts scored before and after training (0 = skip)", min=0
+    )
+    # -- GRPO ---------------------------------------------------------------------------------
+    num_generations: int = cfg.field(4, help="G: completions per prompt (>= 2)", min=2)
+    max_steps: int = cfg.field(40, help="optimizer steps", min=1)
+    learning_rate: float = cfg.field(1e-5, help="AdamW learning rate", min=0.0)
+    per_device_train_batch_size: int = cfg.field(
+        16,
+        help="completions per device per micro-batch (a multiple of num_generations here)",
+        min=1,
+    )
+    gradient_accumulation_steps: int = cfg.field(1, help="micro-batches per optimizer step", min=1)
+    max_completion_length: int = cfg.field(32, help="new tokens per completion", min=1)
+    temperature: float = cfg.field(1.0, help="sampling temperature of the completions", min=0.0)
+    beta: float = cfg.field(0.0, help="KL coefficient (0 = no reference model)", min=0.0)
+    loss_type: str = cfg.field(
+        "dapo",
+        help="TRL loss_type",
+        choices=("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    )
+    scale_rewards: str = cfg.field(
+        "group", help="TRL scale_rewards (advantage std)", choices=("group", "batch", "none")
+    )
+    num_iterations: int = cfg.field(1, help="policy updates per generation batch (mu)", min=1)
+    trl: dict[str, Any] = cfg.field(
+        default_factory=dict,
+        help="extra trl.GRPOConfig keyword arguments passed through (e.g. use_vllm: true, "
+        "bf16: true, gradient_checkpointing: true)",
+    )
+    # -- run ----------------------------------------------------------------------------------
+    seed: int = cfg.field(0, help="seed of data, sampling and initialisation")
+    output_dir: str = cfg.field(
+        "runs/{preset}-{task}-{time}",
+        help="run directory; {preset}, {task} and {time} are filled in",
+    )
+    save_steps: int = cfg.field(
+        20,
+        help="checkpoint every this many steps (resumable with --resume; 0 = only at the end)",
+        min=0,
+    )
+    save_total_limit: int = cfg.field(2, help="checkpoints kept (oldest deleted)", min=1)
+    logging_steps: int = cfg.field(1, help="log metrics every this many steps", min=1)
+    eval_max_new_tokens: int = cfg.field(
+        32, help="greedy new tokens per held-out prompt in the before/after evaluation", min=1
+    )
+    eval_batch_size: int = cfg.field(16, help="held-out prompts per generate() call", min=1)
+    torch_threads: int = cfg.field(
+        0, help="torch intra-op CPU threads (0 = torch's default)", min=0
+    )
+    plot: bool = cfg.field(True, help="write metrics.png (reward, weights, signals over steps)")
+    save_final: bool = cfg.field(True, help="save_pretrained the final model to RUN/final")
+
+    def __post_init__(self) -> None:
+        names = available_presets()
+        if self.preset not in names:
+            raise ConfigError(f"preset: got {self.preset!r}, allowed: {', '.join(names)}")
+        if self.per_device_train_batch_size % self.num_generations:
+            # TRL needs the generation batch to be a multiple of G; on one device that is this.
+            raise ConfigError(
+                f"per_device_train_batch_size: got {self.per_device_train_batch_size}, must be a "
+                f"multiple of num_generations={self.num_generations}"
+            )
+        if self.reward and ":" not in self.reward and self.reward not in REWARD_NAMES:
+            raise ConfigError(
+                f"reward: got {self.reward!r}, allowed: {', '.join(REWARD_NAMES)} or module:function"
+            )
+        if isinstance(self.trl, dict):
+            clash = sorted(set(self.trl) & _OWNED_TRL_KEYS)
+            if clash:
+                raise ConfigError(
+                    f"trl.{clash[0]}: is a top-level field of the train config; set "
+                    f"'{clash[0]}' there instead of under 'trl'"
+                )
+
+
+REWARD_NAMES = ("math", "qa-f1", "qa-em", "arithmetic", "passage-qa")
+_OWNED_TRL_KEYS = {
+    "num_generations",
+    "max_steps",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_completion_length",
+    "temperature",
+    "beta",
+    "loss_type",
+    "scale_rewards",
+    "num_iterations",
+    "seed",
+    "output_dir",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+}
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r}: top level must be a mapping")
+    return data
+
+
+def load_train_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    preset_name: str | None = None,
+) -> TrainConfig:
+    """YAML file (or defaults) + ``--preset`` + ``KEY=VALUE`` overrides -> validated TrainConfig.
+
+    Order: file, then ``preset_name`` (replaces the file's preset *and* drops its weighting
+    overrides, so ``--preset grpo`` really means GRPO), then ``overrides``.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    data = copy.deepcopy(data)
+    if preset_name is not None:
+        data["preset"] = preset_name
+        data.pop("weighting", None)
+    data = cfg.apply_overrides(data, overrides)
+    name = data.get("preset", "gcpo")
+    if not isinstance(name, str) or name not in available_presets():
+        raise ConfigError(f"preset: got {name!r}, allowed: {', '.join(available_presets())}")
+    weighting = data.get("weighting") or {}
+    if not isinstance(weighting, dict):
+        raise ConfigError(
+            f"weighting: expected a mapping of WeightingConfig fields, got {weighting!r}"
+        )
+    base = cfg.to_dict(preset(name))
+    base.update(weighting)
+    data["weighting"] = base
+    try:
+        return cfg.from_dict(TrainConfig, data)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # WeightingConfig.__post_init__ cross-field checks
+        raise ConfigError(f"weighting: {exc}") from None

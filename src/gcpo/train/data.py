@@ -1,0 +1,159 @@
+"""Training data and reward functions of a :class:`~gcpo.train.config.TrainConfig`.
+
+Rows are TRL-ready: ``prompt`` is a chat (list of messages), and the reference answer is in
+``answer`` (renamed from ``answer_field``), which TRL hands to reward functions as a keyword.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gcpo.config import ConfigError
+from gcpo.tasks.synthetic import answer_key, completion_text, make_task, reward_function
+from gcpo.train.config import TrainConfig
+
+__all__ = ["load_rows", "build_data", "load_reward", "answer_fn_for"]
+
+RewardFn = Callable[..., list[float | None]]
+
+
+def _to_chat(prompt: Any, system_prompt: str, where: str) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        chat = [{"role": "user", "content": prompt}]
+        return [{"role": "system", "content": system_prompt}, *chat] if system_prompt else chat
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt)
+    ):
+        return [{"role": m["role"], "content": m["content"]} for m in prompt]
+    raise ValueError(
+        f"{where}: prompt must be a string or a list of chat messages, got {prompt!r:.80}"
+    )
+
+
+def load_rows(
+    source: str, split: str, config: TrainConfig, *, dataset_config: str = ""
+) -> list[dict[str, Any]]:
+    """Rows of a JSONL file or a Hugging Face dataset, normalised to ``prompt`` / ``answer``."""
+    if Path(source).suffix in (".jsonl", ".json") or Path(source).is_file():
+        from gcpo.io import read_jsonl
+
+        raw = read_jsonl(source, required=(config.prompt_field,))
+    else:
+        from datasets import load_dataset
+
+        try:
+            ds = load_dataset(source, dataset_config or None, split=split)
+        except Exception as exc:  # hub offline, unknown id, unknown split
+            raise ValueError(
+                f"dataset {source!r} (split {split!r}): cannot be loaded: {exc}"
+            ) from None
+        raw = [dict(r) for r in ds]
+    if not raw:
+        raise ValueError(f"dataset {source!r}: no rows")
+    rows = []
+    for i, r in enumerate(raw):
+        where = f"dataset {source!r} row {i + 1}"
+        if config.prompt_field not in r:
+            raise ValueError(f"{where}: no {config.prompt_field!r} field (prompt_field)")
+        row = {k: v for k, v in r.items() if k not in (config.prompt_field, config.answer_field)}
+        row["prompt"] = _to_chat(r[config.prompt_field], config.system_prompt, where)
+        if config.answer_field in r:
+            answer = r[config.answer_field]
+            row["answer"] = answer if isinstance(answer, (str, list)) else str(answer)
+        rows.append(row)
+    return rows
+
+
+def build_data(config: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train rows, held-out rows) for ``config``."""
+    if not config.dataset:
+        train = make_task(
+            config.task,
+            config.num_train_prompts,
+            split="train",
+            seed=config.seed,
+            **config.task_options,
+        )
+        heldout = make_task(
+            config.task,
+            config.num_eval_prompts,
+            split="test",
+            seed=config.seed,
+            **config.task_options,
+        )
+        return train, heldout
+    rows = load_rows(
+        config.dataset, config.dataset_split, config, dataset_config=config.dataset_config
+    )
+    if config.eval_dataset:
+        heldout = load_rows(config.eval_dataset, config.eval_split, config)[
+            : config.num_eval_prompts
+        ]
+        train = rows
+    else:
+        n = min(config.num_eval_prompts, len(rows) // 2)
+        heldout, train = (rows[len(rows) - n :], rows[: len(rows) - n]) if n else ([], rows)
+    if config.num_train_prompts:
+        train = train[: config.num_train_prompts]
+    return train, heldout
+
+
+def _answers(answer: Any) -> list[str]:
+    return [str(a) for a in answer] if isinstance(answer, (list, tuple)) else [str(answer)]
+
+
+def _math(
+    prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[Any], **_: Any
+) -> list[float]:
+    from gcpo.tasks import math_rewards
+
+    return math_rewards([completion_text(c) for c in completions], [_answers(a)[0] for a in answer])
+
+
+def _qa(metric: str) -> RewardFn:
+    def reward(
+        prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[Any], **_: Any
+    ) -> list[float | None]:
+        from gcpo.tasks import qa_scores
+        from gcpo.tasks.prompts import qa_prediction
+
+        return [
+            qa_scores(qa_prediction(completion_text(c)), _answers(a))[metric]
+            for c, a in zip(completions, answer, strict=True)
+        ]
+
+    reward.__name__ = f"qa_{metric}"
+    return reward
+
+
+def load_reward(config: TrainConfig) -> RewardFn:
+    """The reward function named by ``config.reward`` (TRL signature)."""
+    spec = config.reward or (config.task if not config.dataset else "math")
+    if spec in ("arithmetic", "passage-qa"):
+        return reward_function(spec)
+    if spec == "math":
+        _math.__name__ = "math_reward"
+        return _math
+    if spec in ("qa-f1", "qa-em"):
+        return _qa(spec.split("-")[1])
+    module_name, _, fn_name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"reward: cannot import {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise ConfigError(f"reward: {spec!r} is not callable")
+    return fn
+
+
+def answer_fn_for(config: TrainConfig) -> Callable[[str], str | None] | None:
+    """Answer key for answer-clustered SE: the synthetic task's own, else the default."""
+    spec = config.reward or (config.task if not config.dataset else "math")
+    if spec in ("arithmetic", "passage-qa"):
+        return answer_key(spec)
+    return None

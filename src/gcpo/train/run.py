@@ -1,0 +1,325 @@
+"""The training recipe behind ``gcpo train``: config -> run directory -> trained model + report.
+
+Read top to bottom, one run is::
+
+    run_dir/config.yaml      resolved config (written before anything heavy is loaded)
+    held-out reward before   greedy decoding on num_eval_prompts held-out prompts
+    GCPOTrainer.train()      TRL GRPO loop with GCPO weights; checkpoint-N/ every save_steps
+                             (each with gcpo_state.json = the rank-normalisation window)
+    held-out reward after
+    run_dir/final/           save_pretrained model + tokenizer (loadable by ``gcpo eval``)
+    run_dir/metrics.jsonl    one line per logged step (TRL's metrics + gcpo/*)
+    run_dir/tensorboard/     the same metrics as TensorBoard events
+    run_dir/metrics.png      reward, weights and signals over steps
+    run_dir/summary.json     before/after reward, mean weights, paths
+
+``resume(run_dir)`` reloads ``config.yaml`` and continues from the newest ``checkpoint-N``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gcpo import config as cfg
+from gcpo.config import ConfigError
+from gcpo.io import atomic_write_text
+from gcpo.train.config import TrainConfig, load_train_config
+from gcpo.train.data import answer_fn_for, build_data, load_reward
+
+__all__ = [
+    "run_training",
+    "resume_training",
+    "resolve_run_dir",
+    "last_checkpoint",
+    "heldout_reward",
+]
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def resolve_run_dir(config: TrainConfig) -> Path:
+    """``config.output_dir`` with ``{preset}``, ``{task}``, ``{time}`` filled in."""
+    task = Path(config.dataset).stem if config.dataset else config.task
+    task = task.replace("/", "_") or "data"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        return Path(config.output_dir.format(preset=config.preset, task=task, time=stamp))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"output_dir: got {config.output_dir!r}; only {{preset}}, {{task}}, {{time}} may be "
+            f"filled in ({exc})"
+        ) from None
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """Newest complete ``checkpoint-N`` in ``run_dir`` (one with trainer_state.json), or None."""
+    best: tuple[int, Path] | None = None
+    for p in Path(run_dir).glob("checkpoint-*"):
+        suffix = p.name.split("-", 1)[1]
+        if p.is_dir() and suffix.isdigit() and (p / "trainer_state.json").is_file():
+            step = int(suffix)
+            if best is None or step > best[0]:
+                best = (step, p)
+    return None if best is None else best[1]
+
+
+def heldout_reward(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    reward_fn: Any,
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> float:
+    """Mean reward of greedy completions of ``rows`` (NaN when there are no rows)."""
+    import torch
+
+    if not rows:
+        return math.nan
+    was_training = model.training
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    scores: list[float] = []
+    try:
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            texts = [
+                tokenizer.apply_chat_template(
+                    r["prompt"], tokenize=False, add_generation_prompt=True
+                )
+                for r in chunk
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            completions = tokenizer.batch_decode(
+                out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+            extra = {k: [r[k] for r in chunk] for k in chunk[0] if k != "prompt"}
+            values = reward_fn(
+                prompts=[r["prompt"] for r in chunk],
+                completions=[[{"role": "assistant", "content": c}] for c in completions],
+                **extra,
+            )
+            scores.extend(float(v) for v in values if v is not None)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return sum(scores) / len(scores) if scores else math.nan
+
+
+def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
+    from trl import GRPOConfig
+
+    kwargs: dict[str, Any] = {
+        "output_dir": str(run_dir),
+        "num_generations": config.num_generations,
+        "max_steps": config.max_steps,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "max_completion_length": config.max_completion_length,
+        "temperature": config.temperature,
+        "beta": config.beta,
+        "loss_type": config.loss_type,
+        "scale_rewards": config.scale_rewards,
+        "num_iterations": config.num_iterations,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps or config.max_steps,
+        "save_total_limit": config.save_total_limit,
+        "report_to": [],
+        "disable_tqdm": False,
+    }
+    import torch
+
+    if not torch.cuda.is_available():
+        # TRL defaults to bf16 mixed precision, which needs a GPU; on CPU train in float32.
+        kwargs.update({"bf16": False, "use_cpu": True})
+    kwargs.update(config.trl)
+    try:
+        return GRPOConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"trl: GRPOConfig rejected the arguments: {exc}") from None
+
+
+def _callbacks(run_dir: Path) -> list[Any]:
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    from gcpo.trl import MetricsJsonlCallback
+
+    return [
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+    ]
+
+
+def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from transformers.trainer_callback import ProgressCallback
+
+    from gcpo.models import load_policy
+    from gcpo.train.progress import CompactProgressCallback
+    from gcpo.trl import GCPOTrainer
+
+    t_start = time.perf_counter()
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    set_seed(config.seed)
+    train_rows, heldout_rows = build_data(config)
+    reward_fn = load_reward(config)
+    args = _grpo_args(config, run_dir)
+    if len(train_rows) * config.num_generations < args.generation_batch_size:
+        raise ConfigError(
+            f"num_train_prompts: {len(train_rows)} prompts x G={config.num_generations} is fewer "
+            f"than one generation batch ({args.generation_batch_size} completions)"
+        )
+    model, tokenizer = load_policy(config.model)
+
+    summary_path = run_dir / SUMMARY_FILE
+    previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if "heldout_reward_before" in previous:
+        before = previous["heldout_reward_before"]
+    else:
+        print(f"scoring {len(heldout_rows)} held-out prompts before training ...", flush=True)
+        before = heldout_reward(
+            model,
+            tokenizer,
+            heldout_rows,
+            reward_fn,
+            max_new_tokens=config.eval_max_new_tokens,
+            batch_size=config.eval_batch_size,
+        )
+        atomic_write_text(summary_path, json.dumps({"heldout_reward_before": before}, indent=2))
+
+    trainer = GCPOTrainer(
+        model=model,
+        reward_funcs=[reward_fn],
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=tokenizer,
+        callbacks=_callbacks(run_dir),
+        weighting=config.weighting,
+        embedder=config.embedder,
+        answer_fn=answer_fn_for(config),
+        extra_signals=config.extra_signals,
+    )
+    trainer.remove_callback(ProgressCallback)  # prints every log dict; ours shows a postfix
+    trainer.add_callback(CompactProgressCallback())
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    after = heldout_reward(
+        trainer.model,
+        tokenizer,
+        heldout_rows,
+        reward_fn,
+        max_new_tokens=config.eval_max_new_tokens,
+        batch_size=config.eval_batch_size,
+    )
+    final_dir = run_dir / "final"
+    if config.save_final:
+        trainer.save_model(str(final_dir))
+        tokenizer.save_pretrained(str(final_dir))
+
+    from gcpo.train.plot import plot_metrics, read_metrics
+
+    rows = read_metrics(run_dir / METRICS_FILE)
+    plot_path = run_dir / "metrics.png"
+    if config.plot and rows:
+        plot_metrics(rows, plot_path, title=f"{config.preset} on {config.dataset or config.task}")
+    weights = [r["gcpo/weight_mean"] for r in rows if r.get("gcpo/weight_mean") is not None]
+    wmins = [r["gcpo/weight_min"] for r in rows if r.get("gcpo/weight_min") is not None]
+    wmaxs = [r["gcpo/weight_max"] for r in rows if r.get("gcpo/weight_max") is not None]
+    summary = {
+        "preset": config.preset,
+        "model": config.model,
+        "task": config.dataset or config.task,
+        "steps": trainer.state.global_step,
+        "heldout_prompts": len(heldout_rows),
+        "heldout_reward_before": before,
+        "heldout_reward_after": after,
+        "mean_weight": sum(weights) / len(weights) if weights else None,
+        "min_weight": min(wmins) if wmins else None,
+        "max_weight": max(wmaxs) if wmaxs else None,
+        "train_reward_first": next(
+            (r["reward"] for r in rows if r.get("reward") is not None), None
+        ),
+        "train_reward_last": next(
+            (r["reward"] for r in reversed(rows) if r.get("reward") is not None), None
+        ),
+        "wall_seconds_this_session": round(time.perf_counter() - t_start, 1),
+        "run_dir": str(run_dir),
+        "config": str(run_dir / CONFIG_FILE),
+        "metrics": str(run_dir / METRICS_FILE),
+        "tensorboard": str(run_dir / "tensorboard"),
+        "plot": str(plot_path) if plot_path.is_file() else None,
+        "final_model": str(final_dir) if config.save_final else None,
+        "resumed_from": str(checkpoint) if checkpoint else None,
+    }
+    atomic_write_text(summary_path, json.dumps(summary, indent=2))
+    return summary
+
+
+def run_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train a fresh run of ``config``; returns the summary dict (also in summary.json)."""
+    cfg.validate(config)
+    out = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
+    if last_checkpoint(out) is not None or (out / SUMMARY_FILE).is_file():
+        raise ConfigError(
+            f"output_dir: {str(out)!r} already holds a run; continue it with "
+            f"`gcpo train --resume {out}` or choose another --output"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    config.output_dir = str(out)
+    atomic_write_text(out / CONFIG_FILE, cfg.dump_yaml(config))
+    return _train(config, out, None)
+
+
+def resume_training(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its newest checkpoint (config from config.yaml).
+
+    ``overrides`` may raise ``max_steps`` (to train longer) but nothing that changes the run.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"--resume: {str(run_dir)!r} has no {CONFIG_FILE}; not a gcpo run directory"
+        )
+    allowed = {"max_steps", "save_steps", "logging_steps", "torch_threads", "plot", "save_final"}
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip().lstrip("-").replace("-", "_")
+        if key not in allowed:
+            raise ConfigError(
+                f"--resume: override {item!r} would change the run; only {', '.join(sorted(allowed))} "
+                "may be overridden when resuming"
+            )
+    config = load_train_config(run_dir / CONFIG_FILE, overrides or [])
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(
+            f"--resume: {str(run_dir)!r} has no complete checkpoint-N yet (save_steps="
+            f"{config.save_steps}); start it again instead"
+        )
+    if overrides:
+        atomic_write_text(run_dir / CONFIG_FILE, cfg.dump_yaml(config))
+    return _train(config, run_dir, checkpoint)
