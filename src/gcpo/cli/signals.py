@@ -11,7 +11,7 @@ Examples::
 
     gcpo signals --input examples/groups.jsonl
     gcpo signals --input rollouts.jsonl --preset gcpo-bot --signals se,cd,bot,eig \\
-        --output scores.csv alpha=0.5 rank_window=4096
+        --output scores.csv alpha=0.5 calibration=snr
 
 With ``rank`` normalisation (the gcpo presets) the window is this file's groups: each group's
 uncertainty is ranked among all groups of the file.
@@ -33,7 +33,7 @@ _PROMPT_WIDTH = 40
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = (__doc__ or HELP).split("\n", 1)[1]
+    parser.description = (__doc__ or HELP).split("\n", 1)[1].replace("::", ":")
     parser.add_argument(
         "--input", "-i", required=True, help="JSONL of groups: prompt, completions, rewards, ..."
     )
