@@ -93,7 +93,6 @@ def _convert_default(out: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.torch_dtype = "float32"
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
@@ -103,7 +102,13 @@ def _build_tiny_random(out: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = load_tokenizer(DEFAULT_POLICY)
+    from transformers import AutoTokenizer
+
+    # Only the tokenizer is read from the GGUF file: no need to dequantise the full model.
+    gguf = _gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
