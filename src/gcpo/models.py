@@ -100,9 +100,7 @@ def _convert_default(out: Path) -> None:
 
 def _build_tiny_random(out: Path) -> None:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     # Only the tokenizer is read from the GGUF file: no need to dequantise the full model.
     gguf = _gguf_path()
