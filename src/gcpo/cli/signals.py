@@ -254,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
         )
         t = result.timings
         print(
-            f"time: embedding {t.get('embed_s', 0.0):.2f} s, signals {t.get('signals_s', 0.0):.2f} s"
+            f"time: embedding {t.get('embed_s', 0.0):.2f} s (includes loading the embedder), "
+            f"signals {t.get('signals_s', 0.0):.2f} s"
         )
     for note in result.notes:
         print(f"gcpo signals: note: {note}", file=sys.stderr)
