@@ -136,6 +136,7 @@ def completion_gradients(
     *,
     sketch: CountSketch | None = None,
     temperature: float = 1.0,
+    skip_zero: bool = False,
 ) -> CompletionGradients:
     """Gradients ``g_i = c_i * grad_params l_i`` for each sequence, one forward/backward each.
 
@@ -144,6 +145,9 @@ def completion_gradients(
     coefficients: ``[G]`` c_i (the advantages A_i). A zero coefficient skips the backward pass.
     sketch: optional CountSketch over ``[p.numel() for p in params]``; the result is then ``[G, k]``.
     temperature: the sampling temperature; log-probs are taken from ``logits / temperature``.
+    skip_zero: also skip the forward pass of zero-coefficient sequences (their gradient is 0;
+      their mean_logprob / mean_entropy are then reported as 0). Saves the whole cost of a
+      group whose rewards are all equal.
     """
     coeffs = torch.as_tensor(coefficients, dtype=torch.float32).reshape(-1)
     g = len(sequences)
@@ -183,6 +187,8 @@ def completion_gradients(
                 if n == 0:
                     continue
                 need_grad = bool(coeffs[i] != 0)
+                if skip_zero and not need_grad:
+                    continue
                 with torch.set_grad_enabled(need_grad):
                     logits = model(input_ids=seq[None].to(device)).logits[0, plen - 1 : -1]
                     logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)

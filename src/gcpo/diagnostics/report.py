@@ -1,0 +1,162 @@
+"""Correlation tables and scatter plots from per-group diagnostic rows.
+
+Input: one dict per prompt group holding the signal columns and the targets ``grad_variance``
+(V) and ``grad_nsr`` (NSR) plus ``reward_dispersion`` (RD). Only groups with RD > 0 enter the
+correlations: with RD = 0 every GRPO advantage is zero, so V = 0 by construction and the group
+says nothing about which signal tracks noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gcpo.diagnostics.stats import Correlation, correlate
+
+__all__ = ["TARGETS", "correlation_rows", "correlations_markdown", "rows_to_csv", "scatter_plot"]
+
+TARGETS = {"grad_variance": "V", "grad_nsr": "NSR"}
+
+
+def _informative(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if float(r.get("reward_dispersion", 0.0)) > 0.0]
+
+
+def correlation_rows(
+    rows: Sequence[dict[str, Any]],
+    signals: Sequence[str],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One row per (signal, target): Spearman rho, 95 % CI, partial rho given RD, its CI."""
+    used = _informative(rows)
+    out: list[dict[str, Any]] = []
+    rd = [float(r["reward_dispersion"]) for r in used]
+    for name in signals:
+        x = [float(r[name]) for r in used]
+        for target, label in TARGETS.items():
+            y = [float(r[target]) for r in used]
+            c: Correlation = correlate(x, y, rd, n_resamples=n_resamples, seed=seed)
+            out.append(
+                {
+                    "signal": name,
+                    "target": label,
+                    "n_groups": c.n,
+                    "spearman": c.rho,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                    "partial_given_rd": c.partial,
+                    "partial_ci_low": c.partial_ci_low,
+                    "partial_ci_high": c.partial_ci_high,
+                }
+            )
+    return out
+
+
+def _fmt(rho: float, lo: float, hi: float) -> str:
+    return f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def correlations_markdown(
+    corr: Sequence[dict[str, Any]], *, n_groups: int, n_total: int, title: str = ""
+) -> str:
+    """A Markdown table: one line per signal, rho and partial rho against V and NSR."""
+    by_signal: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in corr:
+        by_signal.setdefault(r["signal"], {})[r["target"]] = r
+    lines = []
+    if title:
+        lines += [f"### {title}", ""]
+    lines += [
+        f"Spearman rho over the {n_groups} of {n_total} groups with RD > 0, "
+        "[bootstrap 95 % CI]; partial = partial Spearman given RD.",
+        "",
+        "| signal | rho vs V | partial vs V given RD | rho vs NSR | partial vs NSR given RD |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in by_signal.items():
+        cells = []
+        for label in TARGETS.values():
+            r = t[label]
+            cells.append(_fmt(r["spearman"], r["ci_low"], r["ci_high"]))
+            cells.append(_fmt(r["partial_given_rd"], r["partial_ci_low"], r["partial_ci_high"]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """CSV text of ``rows`` (columns: the given ones, else the union in first-seen order)."""
+    if columns is None:
+        seen: dict[str, None] = {}
+        for r in rows:
+            for k in r:
+                seen.setdefault(k, None)
+        columns = list(seen)
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_value(r.get(k, "")) for k in columns})
+    return buf.getvalue()
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def scatter_plot(
+    rows: Sequence[dict[str, Any]],
+    signals: Sequence[str],
+    target: str,
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """A grid of scatter plots (one panel per signal) of ``target`` against each signal.
+
+    Groups with RD > 0 only; the target is on a log axis when it spans more than two decades.
+    Colour = RD, so a reader sees at once how much of the trend reward dispersion explains.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    used = _informative(rows)
+    n = max(len(signals), 1)
+    cols = min(n, 3)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    y = [float(r[target]) for r in used]
+    rd = [float(r["reward_dispersion"]) for r in used]
+    positive = [v for v in y if v > 0]
+    log_y = bool(positive) and max(positive) / min(positive) > 100
+    label = TARGETS.get(target, target)
+    for ax, name in zip(axes.flat, signals, strict=False):
+        x = [float(r[name]) for r in used]
+        sc = ax.scatter(x, y, c=rd, cmap="viridis", s=18, vmin=0.0, vmax=max(rd + [0.5]))
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(label)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(sc, ax=axes.ravel().tolist(), label="reward dispersion (RD)")
+    fig.suptitle(title or f"{label} vs signals ({len(used)} groups with RD > 0)")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    from gcpo.io import atomic_write_bytes
+
+    return atomic_write_bytes(out, buf.getvalue())
