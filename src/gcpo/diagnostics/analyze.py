@@ -31,6 +31,8 @@ from gcpo.config import ConfigError, field, to_dict, validate
 __all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "summarise", "SIGNAL_COLUMNS"]
 
 SYNTHETIC = ("arithmetic", "passage-qa")
+# the project's offline benchmark copies: ../shared/data next to the repository root
+_SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 DEFAULT_PRESETS = ("seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot")
 
 # name in the outputs -> what it is (higher = more uncertain for every one of them)
@@ -57,10 +59,19 @@ class AnalyzeConfig:
     )
     task: str | None = field(None, help="built-in task", choices=SYNTHETIC)
     benchmark: str | None = field(
-        None, help="benchmark from ../shared/data or --data-dir (math500, aime24, olympiadbench)"
+        None,
+        help="benchmark (math500, aime24, olympiadbench; hotpotqa, qasper, narrativeqa scored by "
+        "F1), read from --data-dir, else ../shared/data next to the repository, else the hub",
     )
     data_dir: str | None = field(
         None, help="directory holding <benchmark>/test.jsonl (default: the shared data directory)"
+    )
+    max_level: int = field(
+        0,
+        help="benchmark items of MATH difficulty level <= this only (0 = no filter); the prompts "
+        "are then a seeded sample of those",
+        min=0,
+        max=5,
     )
     prompts: int = field(32, help="number of prompt groups", min=1)
     group_size: int = field(8, help="completions per prompt (G)", min=2)
@@ -105,6 +116,7 @@ _FINGERPRINT = (
     "model",
     "task",
     "benchmark",
+    "max_level",
     "group_size",
     "params",
     "project_dim",
@@ -146,6 +158,12 @@ def _first_line_key(text: str) -> str | None:
     return None
 
 
+def _level(value: Any) -> int:
+    """MATH difficulty level (1..5) from ``meta['level']`` (int or 'Level 3'); unknown -> 99."""
+    digits = "".join(ch for ch in str(value) if ch.isdigit())
+    return int(digits) if digits else 99
+
+
 def _load_items(cfg: AnalyzeConfig) -> list[_Item]:
     from gcpo.tasks import extract_answer, math_reward
 
@@ -166,22 +184,40 @@ def _load_items(cfg: AnalyzeConfig) -> list[_Item]:
             pid = f"{cfg.task}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
             items.append(_Item(pid, row["prompt"], row["answer"], reward, key))
         return items
-    from gcpo.tasks.benchmarks import load_benchmark  # type: ignore[import-not-found]
+    from gcpo.tasks import qa_scores
+    from gcpo.tasks.benchmarks import load_benchmark
 
-    examples = load_benchmark(
-        cfg.benchmark, data_dir=cfg.data_dir, limit=cfg.prompts, seed=cfg.seed
-    )
+    data_dir = cfg.data_dir
+    if data_dir is None and _SHARED_DATA.is_dir():
+        data_dir = str(_SHARED_DATA)
+    if cfg.max_level:
+        import random
+
+        pool = [
+            ex
+            for ex in load_benchmark(cfg.benchmark, data_dir=data_dir)
+            if _level(ex.meta.get("level")) <= cfg.max_level
+        ]
+        if not pool:
+            raise ConfigError(
+                f"max_level={cfg.max_level}: no {cfg.benchmark} item has a level that low"
+            )
+        # a seeded shuffle, so that --prompts n picks a prefix of what a larger n picks
+        order = list(range(len(pool)))
+        random.Random(cfg.seed).shuffle(order)
+        examples = [pool[i] for i in order[: cfg.prompts]]
+    else:
+        examples = load_benchmark(
+            cfg.benchmark, data_dir=data_dir, limit=cfg.prompts, seed=cfg.seed
+        )
     items = []
     for ex in examples:
-        items.append(
-            _Item(
-                f"{cfg.benchmark}-{ex.id}",
-                ex.messages,
-                ex.answer,
-                lambda c, a: math_reward(c, a),
-                extract_answer,
-            )
-        )
+        if ex.kind == "math":
+            reward, key = (lambda c, a: math_reward(c, a)), extract_answer
+        else:
+            refs = list(ex.answers)
+            reward, key = (lambda c, a, refs=refs: qa_scores(c, refs)["f1"]), _first_line_key
+        items.append(_Item(f"{cfg.benchmark}-{ex.id}", ex.messages, ex.answer, reward, key))
     return items
 
 
@@ -449,7 +485,9 @@ def _check_resume(out: Path, cfg: AnalyzeConfig) -> None:
     want = _fingerprint(cfg)
     if meta.is_file():
         have = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
-        diff = [k for k in want if have.get(k) != want[k]]
+        defaults = to_dict(AnalyzeConfig())
+        # a field added after the run was started counts as its default
+        diff = [k for k in want if have.get(k, defaults[k]) != want[k]]
         if diff:
             k = diff[0]
             raise ConfigError(
