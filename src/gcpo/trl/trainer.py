@@ -83,8 +83,9 @@ class GCPOTrainer(GRPOTrainer):
             do not change the weights.
         scorer: a ready :class:`~gcpo.scoring.GroupScorer` (overrides the three above).
 
-    After each generation batch ``self.last_scores`` holds ``(group_prompts, ScoreResult)`` of
-    the full (gathered) batch, identical on every process.
+    After each generation batch ``self.last_groups`` (the gathered :class:`~gcpo.scoring.Groups`)
+    and ``self.last_scores`` (``(group_prompts, ScoreResult)``) describe the full batch; they
+    are identical on every process.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class GCPOTrainer(GRPOTrainer):
         self.extra_signals = list(extra_signals)
         self.gcpo_state: RankNormalizerState | None = initial_state(self.weighting)
         self.last_scores: tuple[list[str], ScoreResult] | None = None
+        self.last_groups: Groups | None = None
         self._gcpo_rewards: torch.Tensor | None = None
         self._gcpo_texts: tuple[list[Any], list[Any]] | None = None
 
@@ -261,6 +263,7 @@ class GCPOTrainer(GRPOTrainer):
         result = self.scorer.score(groups, self.gcpo_state, extra_signals=self.extra_signals)
         if result.state is not None:
             self.gcpo_state = result.state
+        self.last_groups = groups
         self.last_scores = (group_prompts, result)
         self._log_scores(result, t_lp)
 
