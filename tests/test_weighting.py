@@ -8,6 +8,8 @@ import pickle
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gcpo import config as cfg
 from gcpo.weighting import (
@@ -273,3 +275,62 @@ def test_bad_input_names_the_argument() -> None:
         group_weights(torch.zeros(2), torch.zeros(2), {"signal": "none"})
     with pytest.raises(ValueError, match=r"bound: expected a number or shape \(2,\)"):
         group_weights(torch.zeros(2), torch.zeros(2), config, bound=torch.ones(3))
+
+
+# ------------------------------------------------------------------------- properties
+
+_settings = settings(max_examples=60, deadline=None, derandomize=True)
+
+
+@_settings
+@given(
+    modulation=st.sampled_from(["linear", "exp", "focal", "inverse"]),
+    calibration=st.sampled_from(["none", "product", "snr"]),
+    alpha=st.floats(0.0, 5.0),
+    u=st.lists(st.floats(0.0, 3.0), min_size=2, max_size=12),
+    rd_level=st.floats(0.0, 0.6),
+)
+def test_weight_never_increases_with_uncertainty(
+    modulation: str, calibration: str, alpha: float, u: list[float], rd_level: float
+) -> None:
+    config = WeightingConfig(
+        signal="semantic_entropy",
+        normalization="bound",
+        calibration=calibration,
+        modulation=modulation,
+        alpha=alpha,
+        renormalize=False,
+    )
+    ut = torch.tensor(sorted(u), dtype=torch.float64)
+    rd = torch.full_like(ut, rd_level)
+    w = group_weights(ut, rd, config, group_size=8)
+    assert bool(torch.isfinite(w).all()) and bool((w >= 0).all())
+    assert bool((w[1:] <= w[:-1] + 1e-12).all())
+
+
+@_settings
+@given(
+    calibration=st.sampled_from(["product", "snr"]),
+    u=st.floats(0.0, 1.0),
+    rds=st.lists(st.floats(0.0, 0.6), min_size=2, max_size=12),
+)
+def test_weight_never_decreases_with_reward_dispersion(
+    calibration: str, u: float, rds: list[float]
+) -> None:
+    config = WeightingConfig(normalization="bound", calibration=calibration, renormalize=False)
+    rd = torch.tensor(sorted(rds), dtype=torch.float64)
+    w = group_weights(torch.full_like(rd, u), rd, config)
+    assert bool((w[1:] >= w[:-1] - 1e-12).all())
+
+
+@pytest.mark.parametrize("name", ["gcpo", "seed-grpo", "gcpo-bot"])
+def test_permuting_groups_permutes_weights(name: str) -> None:
+    config = preset(name)
+    gen = torch.Generator().manual_seed(5)
+    u = torch.rand(10, generator=gen, dtype=torch.float64)
+    rd = torch.rand(10, generator=gen, dtype=torch.float64) * 0.5
+    rd[3] = 0.0
+    perm = torch.randperm(10, generator=gen)
+    w = group_weights(u, rd, config, initial_state(config), group_size=8)
+    wp = group_weights(u[perm], rd[perm], config, initial_state(config), group_size=8)
+    assert torch.allclose(wp, w[perm], atol=1e-12)
