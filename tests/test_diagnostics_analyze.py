@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from gcpo.config import ConfigError
+from gcpo.diagnostics.analyze import (
+    SIGNAL_COLUMNS,
+    AnalyzeConfig,
+    _load_items,
+    _sample,
+    preset_columns,
+    signal_plan,
+)
+
+
+def test_signal_plan_maps_presets_onto_baseline_columns():
+    cfg = AnalyzeConfig(
+        task="arithmetic", presets=["grpo", "seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot"]
+    )
+    columns, preset_column = signal_plan(cfg)
+    assert list(columns)[: len(SIGNAL_COLUMNS)] == list(SIGNAL_COLUMNS)
+    assert preset_column == {
+        "seed-grpo": "se_answer",
+        "seed-grpo-strong": "se_answer",
+        "gcpo": "cosine_dispersion",
+        "gcpo-bot": "barycentric_transport",
+    }
+    assert columns["se_embedding"].se_clusterer == "embedding"
+    assert columns["se_answer"].se_clusterer == "answer"
+
+
+def test_preset_columns_follow_the_weighting_definitions():
+    rows = [
+        {"reward_dispersion": rd, "rewards": [0.0] * 8, "cosine_dispersion": cd, "se_answer": se}
+        for rd, cd, se in [(0.5, 0.1, 0.0), (0.0, 0.4, 1.0), (0.25, 0.3, 2.0), (0.4, 0.2, 0.5)]
+    ]
+    out = preset_columns(
+        rows, ["grpo", "gcpo", "seed-grpo"], {"gcpo": "cosine_dispersion", "seed-grpo": "se_answer"}
+    )
+    assert [o["weight_grpo"] for o in out] == [1.0] * 4
+    # gcpo: rank-normalised CD times (1 - RD / 0.5); the group with RD = 0.5 has U~ = 0
+    assert out[0]["cal_gcpo"] == 0.0
+    cal = [o["cal_gcpo"] for o in out]
+    assert cal[1] > cal[2] > 0  # highest CD and no reward dispersion: the noisiest
+    # seed-grpo: U~ = SE / log 8 (bound normalisation, no calibration), weight 1 / (1 + 0.0417 U~)
+    for o, se in zip(out, [0.0, 1.0, 2.0, 0.5], strict=True):
+        assert o["cal_seed-grpo"] == pytest.approx(
+            min(se / torch.log(torch.tensor(8.0)).item(), 1.0)
+        )
+        assert o["weight_seed-grpo"] == pytest.approx(1 / (1 + 0.0417 * o["cal_seed-grpo"]))
+    # renormalised: mean gcpo weight over groups with RD > 0 is 1
+    active = [
+        o["weight_gcpo"] for o, r in zip(out, rows, strict=True) if r["reward_dispersion"] > 0
+    ]
+    assert sum(active) / len(active) == pytest.approx(1.0)
+
+
+def test_config_rejects_unknown_preset():
+    with pytest.raises(ConfigError, match="presets"):
+        AnalyzeConfig(task="arithmetic", presets=["nope"])
+
+
+def test_sampling_logprobs_match_a_full_forward():
+    """l_i and token entropy taken from the generation logits equal a fresh forward pass."""
+    from gcpo.diagnostics.gradients import completion_gradients, select_parameters
+    from gcpo.models import load_policy
+
+    cfg = AnalyzeConfig(
+        model="tiny-random",
+        task="arithmetic",
+        prompts=1,
+        group_size=3,
+        max_new_tokens=6,
+        temperature=0.7,
+    )
+    model, tok = load_policy("tiny-random")
+    item = _load_items(cfg)[0]
+    prompt, comps, logprobs, entropies = _sample(model, tok, item, cfg)
+    assert len(comps) == 3 and all(c.numel() <= 6 for c in comps)
+    params = [p for _, p in select_parameters(model, "lm_head")]
+    seqs = [torch.cat([prompt, c]) for c in comps]
+    ref = completion_gradients(
+        model, params, seqs, [prompt.numel()] * 3, torch.zeros(3), temperature=0.7
+    )
+    torch.testing.assert_close(torch.tensor(logprobs), ref.mean_logprob, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(entropies), ref.mean_entropy, rtol=1e-4, atol=1e-5)
+    again = _sample(model, tok, item, cfg)  # seeded by (seed, prompt id)
+    assert [c.tolist() for c in again[1]] == [c.tolist() for c in comps]
+
+
+def test_math_benchmark_items_use_math_reward(tmp_path):
+    import json
+
+    data = tmp_path / "math500"
+    data.mkdir()
+    rows = [
+        {
+            "problem": f"What is {i}+{i}?",
+            "answer": str(2 * i),
+            "unique_id": f"t/{i}.json",
+            "level": 1 + i % 5,
+        }
+        for i in range(10)
+    ]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = _load_items(
+        AnalyzeConfig(benchmark="math500", data_dir=str(tmp_path), prompts=3, max_level=2)
+    )
+    assert len(items) == 3
+    assert all(int(it.answer) // 2 % 5 in (0, 1) for it in items)  # levels 1 and 2 only
+    it = items[0]
+    assert it.reward(f"so the answer is \\boxed{{{it.answer}}}", it.answer) == 1.0
+    assert it.reward("\\boxed{12345}", it.answer) == 0.0
+    assert it.answer_key("\\boxed{ 4 }") == "4"
+    fewer = _load_items(
+        AnalyzeConfig(benchmark="math500", data_dir=str(tmp_path), prompts=2, max_level=2)
+    )
+    assert [i.prompt_id for i in fewer] == [i.prompt_id for i in items[:2]]  # prefix-stable
