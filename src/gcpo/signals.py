@@ -650,12 +650,14 @@ def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) ->
         alpha: ridge ``> 0``.
 
     Returns:
-        ``[B]`` float (unbounded, usually negative). Identical completions or a single member give
-        ``log(alpha)``; an all-masked group gives 0.
+        ``[B]`` in the embeddings' float dtype (computed in float64); unbounded, usually
+        negative. Identical completions or a single member give ``log(alpha)``; an all-masked
+        group gives 0.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         raise ValueError(f"alpha: expected a number > 0, got {alpha!r}")
     e, m = _embeddings(embeddings, mask)
+    out_dtype = e.dtype
     e = e.to(torch.float64)
     u = _unit_rows(e)
     n = m.sum(dim=1)  # [B]
@@ -668,7 +670,7 @@ def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) ->
     # masked rows/cols of `gram` are zero, each adds log(alpha) to logdet: remove them
     logdet = logdet - (m.shape[1] - n).to(e.dtype) * math.log(alpha)
     score = logdet / n.clamp_min(1).to(e.dtype)
-    return torch.where(n > 0, score, torch.zeros_like(score))
+    return torch.where(n > 0, score, torch.zeros_like(score)).to(out_dtype)
 
 
 def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
