@@ -42,13 +42,14 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.io import atomic_write_text
 from gcpo.scoring import Groups, GroupScorer, ScoreResult, short_name
 from gcpo.tasks.synthetic import completion_text
+from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
 from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, preset
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
@@ -140,15 +141,41 @@ class GCPOTrainer(GRPOTrainer):
         )
         return output
 
+    def _get_output_dir(self, trial):  # type: ignore[no-untyped-def]
+        staging = getattr(self, "_gcpo_staging", None)
+        return staging if staging is not None else super()._get_output_dir(trial=trial)
+
     def _save_checkpoint(self, model, trial):  # type: ignore[no-untyped-def]
-        super()._save_checkpoint(model, trial)
+        # The Trainer saves into a staging folder (via _get_output_dir) and the finished
+        # checkpoint-N is renamed into the run directory: see gcpo.trl.checkpoint.
+        run_dir = self._get_output_dir(trial=trial)
+        step = self.state.global_step
         if self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial),
-                f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}",
-            )
-            atomic_write_text(
-                os.path.join(folder, GCPO_STATE_FILE), json.dumps(self.gcpo_state_dict())
+            remove_stale_staging(run_dir)
+        self.accelerator.wait_for_everyone()
+        self._gcpo_staging = staging_parent(run_dir, step)
+        try:
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                folder = os.path.join(self._gcpo_staging, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+                atomic_write_text(
+                    os.path.join(folder, GCPO_STATE_FILE), json.dumps(self.gcpo_state_dict())
+                )
+        finally:
+            self._gcpo_staging = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish_checkpoint(run_dir, step)
+            best = self.state.best_global_step
+            if best and os.path.isdir(os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{best}")):
+                self.state.best_model_checkpoint = os.path.join(
+                    run_dir, f"{PREFIX_CHECKPOINT_DIR}-{best}"
+                )
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
             )
 
     def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[no-untyped-def]
