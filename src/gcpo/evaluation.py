@@ -234,9 +234,10 @@ def run_evaluation(
             if not requests:
                 continue
             start = time.perf_counter()
+            unique = {item.id: item for item, _ in requests}
             prompts = {
-                item.id: build_prompt(item, tokenizer, max_context_tokens=config.max_context_tokens)
-                for item, _ in requests
+                item_id: build_prompt(item, tokenizer, max_context_tokens=config.max_context_tokens)
+                for item_id, item in unique.items()
             }
             # Longest prompts first: similar lengths share a batch (less padding) and an
             # out-of-memory error shows up in the first batch, not after an hour.

@@ -89,8 +89,8 @@ def _answer_phrase(text: str) -> str | None:
         if end != -1:
             return tail[: end + (2 if tail.startswith("$$") else 1)]
     # Plain text: stop at the end of the sentence (a period not inside a number).
-    m = re.match(r"(.*?)(?:\.(?!\d)|\n|$)", tail)
-    phrase = (m.group(1) if m else tail).strip()
+    sentence = re.match(r"(.*?)(?:\.(?!\d)|\n|$)", tail)
+    phrase = (sentence.group(1) if sentence else tail).strip()
     return phrase or None
 
 
