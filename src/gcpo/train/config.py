@@ -107,7 +107,8 @@ class TrainConfig:
     learning_rate: float = cfg.field(1e-5, help="AdamW learning rate", min=0.0)
     per_device_train_batch_size: int = cfg.field(
         16,
-        help="completions per device per micro-batch (a multiple of num_generations here)",
+        help="completions per device per micro-batch (TRL needs the global generation batch to be a "
+        "multiple of num_generations)",
         min=1,
     )
     gradient_accumulation_steps: int = cfg.field(1, help="micro-batches per optimizer step", min=1)
@@ -155,12 +156,6 @@ class TrainConfig:
         names = available_presets()
         if self.preset not in names:
             raise ConfigError(f"preset: got {self.preset!r}, allowed: {', '.join(names)}")
-        if self.per_device_train_batch_size % self.num_generations:
-            # TRL needs the generation batch to be a multiple of G; on one device that is this.
-            raise ConfigError(
-                f"per_device_train_batch_size: got {self.per_device_train_batch_size}, must be a "
-                f"multiple of num_generations={self.num_generations}"
-            )
         if self.reward and ":" not in self.reward and self.reward not in REWARD_NAMES:
             raise ConfigError(
                 f"reward: got {self.reward!r}, allowed: {', '.join(REWARD_NAMES)} or module:function"

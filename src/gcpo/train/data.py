@@ -111,8 +111,12 @@ def _math(
     prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[Any], **_: Any
 ) -> list[float]:
     from gcpo.tasks import math_rewards
+    from gcpo.tasks.math import extract_boxed
 
-    return math_rewards([completion_text(c) for c in completions], [_answers(a)[0] for a in answer])
+    # A reference may be a full worked solution (MATH): compare against its boxed answer.
+    golds = [_answers(a)[0] for a in answer]
+    golds = [extract_boxed(g) or g for g in golds]
+    return math_rewards([completion_text(c) for c in completions], golds)
 
 
 def _qa(metric: str) -> RewardFn:

@@ -1,0 +1,180 @@
+"""``gcpo train``: config validation, run directory contents, resume, user rewards and data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gcpo.cli import main
+from gcpo.config import ConfigError
+from gcpo.train.config import QUICKSTART, RECIPES_DIR, TrainConfig, load_train_config
+from gcpo.train.run import last_checkpoint, resume_training, run_training
+
+TINY = [
+    "model=tiny-random",
+    "embedder=hashing",
+    "num_train_prompts=16",
+    "num_eval_prompts=4",
+    "per_device_train_batch_size=4",
+    "num_generations=2",
+    "max_completion_length=4",
+    "eval_max_new_tokens=4",
+]
+
+
+def test_quickstart_is_the_default_and_valid() -> None:
+    c = load_train_config(QUICKSTART)
+    assert c.model == "smollm2-135m-instruct"
+    assert c.preset == "gcpo" and c.weighting.signal == "cosine_dispersion"
+    assert c.task == "arithmetic"
+    assert c.embedder == "all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_recipes_load(path: Path) -> None:
+    c = load_train_config(path)
+    assert c.dataset and c.model.startswith("Qwen/")
+    assert c.trl.get("use_vllm") is True
+
+
+def test_preset_replaces_weighting_and_overrides_apply(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"preset": "gcpo", "weighting": {"alpha": 0.5}}))
+    assert load_train_config(f).weighting.alpha == 0.5
+    assert load_train_config(f).weighting.signal == "cosine_dispersion"
+    grpo = load_train_config(f, preset_name="grpo")
+    assert grpo.weighting.signal == "none"
+    bot = load_train_config(f, ["preset=gcpo-bot", "weighting.w_min=0.2", "max_steps=7"])
+    assert bot.weighting.signal == "barycentric_transport"
+    assert bot.weighting.alpha == 0.5 and bot.weighting.w_min == 0.2 and bot.max_steps == 7
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["num_generations=1"], "num_generations"),
+        (["preset=ppo"], "preset"),
+        (["task=chess"], "task"),
+        (["learning_rate=fast"], "learning_rate"),
+        (["weighting.modulation=cubic"], "weighting.modulation"),
+        (["nonsense=1"], "nonsense"),
+        (["reward=bogus"], "reward"),
+        (["trl.max_steps=3"], "trl.max_steps"),
+    ],
+)
+def test_bad_config_is_rejected_before_loading_anything(overrides: list[str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_train_config(QUICKSTART, overrides)
+
+
+def test_cli_help_lists_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "weighting":
+            assert f"  {f.name} (" in out, f.name
+    assert "weighting.alpha (" in out
+
+
+def test_cli_config_error_exit_code(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc = main(["train", "num_generations=0", "--output", str(tmp_path / "r")])
+    assert rc == 2
+    assert "num_generations" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # rejected before a run directory was made
+
+
+@pytest.mark.slow
+def test_train_run_directory_and_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc = main(["train", "--output", str(run), "max_steps=2", "save_steps=1", *TINY, "--json"])
+    assert rc == 0
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "metrics.png",
+        "summary.json",
+        "final/config.json",
+    ):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["heldout_prompts"] == 4
+    assert 0.0 <= summary["heldout_reward_before"] <= 1.0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "gcpo/weight_mean" in r]
+    assert steps == [1, 2]
+    # the resolved config reproduces the run
+    assert load_train_config(run / "config.yaml").output_dir == str(run)
+
+    # a second fresh run into the same directory is refused
+    with pytest.raises(ConfigError, match="--resume"):
+        run_training(load_train_config(run / "config.yaml"), run_dir=run)
+
+    state2 = json.loads((run / "checkpoint-2" / "gcpo_state.json").read_text())["rank_state"]
+    summary = resume_training(run, ["max_steps=3"])
+    assert summary["steps"] == 3
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert last_checkpoint(run).name == "checkpoint-3"
+    state3 = json.loads((run / "checkpoint-3" / "gcpo_state.json").read_text())["rank_state"]
+    # the rank window was restored and continued, not restarted
+    assert state3["values"][: len(state2["values"])] == state2["values"]
+    assert len(state3["values"]) == len(state2["values"]) + 2
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "gcpo/weight_mean" in r] == [1, 2, 3]
+    # held-out "before" is kept from the first session
+    assert json.loads((run / "summary.json").read_text())["heldout_reward_before"] == pytest.approx(
+        summary["heldout_reward_before"]
+    )
+
+
+def test_resume_refuses_run_changing_overrides(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("model: tiny-random\n")
+    with pytest.raises(ConfigError, match="would change the run"):
+        resume_training(tmp_path, ["learning_rate=1"])
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
+        resume_training(tmp_path, [])
+    with pytest.raises(ConfigError, match="not a gcpo run directory"):
+        resume_training(tmp_path / "missing", [])
+
+
+USER_REWARD = """
+def my_reward(prompts, completions, answer, **kwargs):
+    return [0.25 * (i % 2) for i, _ in enumerate(completions)]
+"""
+
+
+@pytest.mark.slow
+def test_user_reward_and_jsonl_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "myrewards.py").write_text(USER_REWARD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "".join(json.dumps({"question": f"Say {i}.", "answer": str(i)}) + "\n" for i in range(12))
+    )
+    summary = run_training(
+        load_train_config(
+            None,
+            [
+                *TINY,
+                f"dataset={data}",
+                "prompt_field=question",
+                "reward=myrewards:my_reward",
+                "max_steps=1",
+                "save_final=false",
+                "plot=false",
+                "num_eval_prompts=2",
+                f"output_dir={tmp_path / 'r'}",
+            ],
+        )
+    )
+    assert summary["heldout_reward_before"] == pytest.approx(0.125)  # 2 prompts: 0 and 0.25
+    assert summary["task"] == str(data)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["rewards/my_reward/mean"] == pytest.approx(0.125)
+    assert not (tmp_path / "r" / "final").exists()
