@@ -151,6 +151,17 @@ class TrainConfig:
     )
     plot: bool = cfg.field(True, help="write metrics.png (reward, weights, signals over steps)")
     save_final: bool = cfg.field(True, help="save_pretrained the final model to RUN/final")
+    # -- reliability (docs/reliability.md) ------------------------------------------------------
+    skip_bad_rows: bool = cfg.field(
+        False,
+        help="skip malformed / incomplete dataset rows (counted in data/skipped_rows) instead of "
+        "stopping at the first one",
+    )
+    reward_fail_fast: bool = cfg.field(
+        False,
+        help="stop at the first reward that raises or returns NaN/inf/a wrong length, instead of "
+        "treating those completions as unscorable (counted in gcpo/unscorable_frac/*)",
+    )
 
     def __post_init__(self) -> None:
         names = available_presets()
