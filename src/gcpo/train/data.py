@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import ConfigError
+from gcpo.io import DataError, JsonlReport
 from gcpo.tasks.synthetic import answer_key, completion_text, make_task, reward_function
 from gcpo.train.config import TrainConfig
 
@@ -36,32 +37,59 @@ def _to_chat(prompt: Any, system_prompt: str, where: str) -> list[dict[str, str]
 
 
 def load_rows(
-    source: str, split: str, config: TrainConfig, *, dataset_config: str = ""
+    source: str,
+    split: str,
+    config: TrainConfig,
+    *,
+    dataset_config: str = "",
+    report: JsonlReport | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of a JSONL file or a Hugging Face dataset, normalised to ``prompt`` / ``answer``."""
+    """Rows of a JSONL file or a Hugging Face dataset, normalised to ``prompt`` / ``answer``.
+
+    A bad row raises :class:`~gcpo.io.DataError` naming the file and line, or, with
+    ``config.skip_bad_rows``, is skipped and counted in ``report``.
+    """
+    report = report if report is not None else JsonlReport()
+    spec = config.reward or (config.task if not config.dataset else "math")
+    # built-in rewards all read the reference answer: a row without one cannot be scored
+    needs_answer = ":" not in spec
     if Path(source).suffix in (".jsonl", ".json") or Path(source).is_file():
         from gcpo.io import read_jsonl
 
-        raw = read_jsonl(source, required=(config.prompt_field,))
+        required = (config.prompt_field,) + ((config.answer_field,) if needs_answer else ())
+        raw = read_jsonl(
+            source, required=required, skip_bad_rows=config.skip_bad_rows, report=report
+        )
     else:
         from datasets import load_dataset
 
         try:
             ds = load_dataset(source, dataset_config or None, split=split)
         except Exception as exc:  # hub offline, unknown id, unknown split
-            raise ValueError(
+            raise DataError(
                 f"dataset {source!r} (split {split!r}): cannot be loaded: {exc}"
             ) from None
         raw = [dict(r) for r in ds]
     if not raw:
-        raise ValueError(f"dataset {source!r}: no rows")
+        raise DataError(f"dataset {source!r}: no rows")
     rows = []
     for i, r in enumerate(raw):
         where = f"dataset {source!r} row {i + 1}"
-        if config.prompt_field not in r:
-            raise ValueError(f"{where}: no {config.prompt_field!r} field (prompt_field)")
+        try:
+            if config.prompt_field not in r:
+                raise DataError(f"{where}: no {config.prompt_field!r} field (prompt_field)")
+            if needs_answer and config.answer_field not in r:
+                raise DataError(f"{where}: no {config.answer_field!r} field (answer_field)")
+            chat = _to_chat(r[config.prompt_field], config.system_prompt, where)
+        except ValueError as exc:
+            if not config.skip_bad_rows:
+                raise DataError(str(exc)) from None
+            report.skipped += 1
+            if len(report.reasons) < 20:
+                report.reasons.append(str(exc))
+            continue
         row = {k: v for k, v in r.items() if k not in (config.prompt_field, config.answer_field)}
-        row["prompt"] = _to_chat(r[config.prompt_field], config.system_prompt, where)
+        row["prompt"] = chat
         if config.answer_field in r:
             answer = r[config.answer_field]
             row["answer"] = answer if isinstance(answer, (str, list)) else str(answer)
@@ -69,8 +97,10 @@ def load_rows(
     return rows
 
 
-def build_data(config: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train rows, held-out rows) for ``config``."""
+def build_data(
+    config: TrainConfig, *, report: JsonlReport | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train rows, held-out rows) for ``config``; skipped bad rows are counted in ``report``."""
     if not config.dataset:
         train = make_task(
             config.task,
@@ -88,10 +118,16 @@ def build_data(config: TrainConfig) -> tuple[list[dict[str, Any]], list[dict[str
         )
         return train, heldout
     rows = load_rows(
-        config.dataset, config.dataset_split, config, dataset_config=config.dataset_config
+        config.dataset,
+        config.dataset_split,
+        config,
+        dataset_config=config.dataset_config,
+        report=report,
     )
+    if not rows:
+        raise DataError(f"dataset {config.dataset!r}: every row was skipped as bad")
     if config.eval_dataset:
-        heldout = load_rows(config.eval_dataset, config.eval_split, config)[
+        heldout = load_rows(config.eval_dataset, config.eval_split, config, report=report)[
             : config.num_eval_prompts
         ]
         train = rows
