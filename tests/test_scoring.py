@@ -128,6 +128,8 @@ def test_groups_from_rows_name_the_row() -> None:
     assert g.prompts == ["p", "q"] and g.logprobs is not None and g.answers is None
     with pytest.raises(ValueError, match="no groups"):
         Groups.from_rows([])
+    with pytest.raises(ValueError, match="row 2: expected an object, got list"):
+        Groups.from_rows([rows[0], ["x"]])  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -279,6 +279,9 @@ class Groups:
         """
         if not rows:
             raise ValueError(f"{source}: no groups")
+        for n, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise ValueError(f"{source}: row {n}: expected an object, got {type(row).__name__}")
         optional = ("logprobs", "answers", "token_entropy")
         present = {k: [k in row and row[k] is not None for row in rows] for k in optional}
         for k, flags in present.items():
@@ -288,10 +291,12 @@ class Groups:
                     f"{flags.index(True) + 1} has; give {k!r} for every group or for none"
                 )
         for n, row in enumerate(rows, start=1):
+            prompt: Any = row.get("prompt")
+            comps: Any = row.get("completions")
             try:
                 cls.from_lists(
-                    [row.get("prompt")],
-                    [row.get("completions")],
+                    [prompt],
+                    [comps],
                     [row.get("rewards")],
                     logprobs=[row["logprobs"]] if present["logprobs"][0] else None,
                     answers=[row["answers"]] if present["answers"][0] else None,
