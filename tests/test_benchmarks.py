@@ -128,6 +128,13 @@ def test_hub_source_is_used_without_local_data(monkeypatch: pytest.MonkeyPatch) 
     assert calls == [("HuggingFaceH4/MATH-500", None, "test")]
     assert [it.id for it in items] == ["u0", "u1"]
 
+    def offline(hub_id, config, split):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="HuggingFaceH4/MATH-500.*no network.*--data-dir"):
+        load_benchmark("math500")
+
 
 def test_bad_input_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown"):

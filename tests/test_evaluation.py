@@ -201,6 +201,25 @@ def test_config_errors(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------- CLI end to end
 
 
+def test_cli_reports_data_errors_without_loading_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from gcpo.cli import main
+
+    argv = [
+        "eval",
+        "--benchmarks",
+        "math500",
+        "--data-dir",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "data error" in err and "math500" in err and str(tmp_path) in err
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
 def test_cli_eval_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import time
 from collections import defaultdict
@@ -66,7 +67,9 @@ class EvalConfig:
         3500, help="QA contexts longer than this (model tokens) are middle-truncated", min=2
     )
     data_dir: str | None = field(
-        None, help="folder with <benchmark>/test.jsonl files; unset = Hugging Face hub"
+        None,
+        help="folder with <benchmark>/test.jsonl files; unset = $GCPO_DATA_DIR if set, else the "
+        "Hugging Face hub",
     )
     output: str | None = field(None, help="output folder (default runs/eval-<model name>)")
     seed: int = field(0, help="sampling seed")
@@ -202,8 +205,9 @@ def run_evaluation(
     gen_path = out_dir / GENERATIONS_FILE
 
     # Load every benchmark before the model: a data error should cost seconds, not minutes.
+    data_dir = config.data_dir or os.environ.get("GCPO_DATA_DIR") or None
     items_by_bench = {
-        name: load_benchmark(name, data_dir=config.data_dir, limit=config.limit)
+        name: load_benchmark(name, data_dir=data_dir, limit=config.limit)
         for name in config.benchmarks
     }
     _terminate_last_line(gen_path)

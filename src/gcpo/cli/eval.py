@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from gcpo.config import from_dict
+from gcpo.io import DataError
 
 HELP = "evaluate a model on math / QA benchmarks (pass@k, EM, F1, cover-EM)"
 
@@ -55,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         values["progress"] = False
     config = from_dict(EvalConfig, values)
-    result = run_evaluation(config)
+    try:
+        result = run_evaluation(config)
+    except DataError as exc:
+        print(f"gcpo eval: data error: {exc}", file=sys.stderr)
+        return 2
     out = result["output"]
     with open(f"{out}/results.md", encoding="utf-8") as fh:
         print(fh.read(), end="")

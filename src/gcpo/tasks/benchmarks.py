@@ -357,7 +357,15 @@ def load_benchmark(
     else:
         from datasets import load_dataset
 
-        rows = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+        try:
+            rows = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
+        except Exception as exc:  # offline, unknown id, gated: say what to do instead
+            raise DataError(
+                f"benchmark {name!r}: could not load {spec.hub_id!r} "
+                f"(config {spec.hub_config!r}, split {spec.hub_split!r}) from the Hugging Face "
+                f"hub: {type(exc).__name__}: {exc}. Pass data_dir / --data-dir with a local "
+                f"<data_dir>/{name}/test.jsonl instead."
+            ) from exc
     items = items_from_rows(name, rows)
     if limit is None or limit >= len(items):
         return items
