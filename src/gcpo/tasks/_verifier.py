@@ -156,7 +156,8 @@ class MathVerifier:
                 return False
             line = worker.read_line(deadline)
             if line is None:
-                self._count("timeouts")
+                # no answer by the deadline (stuck, e.g. in C code) or the worker died
+                self._count("timeouts" if worker.proc.poll() is None else "errors")
                 worker = self._replace(worker)
                 return False
             reply = json.loads(line)
