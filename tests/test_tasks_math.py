@@ -202,6 +202,22 @@ def test_stuck_worker_is_killed_and_replaced() -> None:
         v.close()
 
 
+def test_crashing_worker_counts_as_error() -> None:
+    crash = [
+        sys.executable,
+        "-c",
+        "import sys; print('{\"ready\": true}', flush=True); sys.stdin.readline(); sys.exit(1)",
+    ]
+    v = MathVerifier(num_workers=1, timeout=2.0, worker_command=crash)
+    try:
+        start = time.perf_counter()
+        assert v.verify("1", "1") is False
+        assert time.perf_counter() - start < 1.5  # EOF is noticed at once, not at the deadline
+        assert v.stats() == {"calls": 1, "timeouts": 0, "errors": 1, "restarts": 1}
+    finally:
+        v.close()
+
+
 def test_works_off_the_main_thread() -> None:
     results: list[float] = []
 

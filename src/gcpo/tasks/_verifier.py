@@ -50,6 +50,7 @@ class _Worker:
         self._fd = self.proc.stdout.fileno()
         self._buf = b""
         self.ready = False
+        self.eof = False  # the worker closed its stdout (exited or crashed)
 
     def read_line(self, deadline: float) -> bytes | None:
         """One line from the worker, or None if the deadline passes or the worker died."""
@@ -62,6 +63,7 @@ class _Worker:
                 return None
             chunk = os.read(self._fd, 65536)
             if not chunk:
+                self.eof = True
                 return None
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
@@ -157,7 +159,7 @@ class MathVerifier:
             line = worker.read_line(deadline)
             if line is None:
                 # no answer by the deadline (stuck, e.g. in C code) or the worker died
-                self._count("timeouts" if worker.proc.poll() is None else "errors")
+                self._count("errors" if worker.eof else "timeouts")
                 worker = self._replace(worker)
                 return False
             reply = json.loads(line)
