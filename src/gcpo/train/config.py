@@ -171,6 +171,13 @@ class TrainConfig:
             raise ConfigError(
                 f"reward: got {self.reward!r}, allowed: {', '.join(REWARD_NAMES)} or module:function"
             )
+        if isinstance(self.extra_signals, list):
+            from gcpo.scoring import resolve_signal_names
+
+            try:
+                resolve_signal_names(self.extra_signals)
+            except ValueError as exc:
+                raise ConfigError(f"extra_signals: {exc}") from None
         if isinstance(self.trl, dict):
             clash = sorted(set(self.trl) & _OWNED_TRL_KEYS)
             if clash:
