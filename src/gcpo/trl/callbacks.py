@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["MetricsJsonlCallback"]
+__all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback"]
 
 
 def _clean(value: Any) -> Any:
@@ -71,3 +71,25 @@ class MetricsJsonlCallback(TrainerCallback):
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+class ConstantMetricsCallback(TrainerCallback):
+    """Add fixed values (e.g. ``data/skipped_rows``) to every log dict.
+
+    Pass it before the sinks (:class:`MetricsJsonlCallback`, TensorBoard) in ``callbacks``:
+    callbacks see the same dict in order, so the sinks then record these values too.
+    """
+
+    def __init__(self, metrics: dict[str, float]) -> None:
+        self.metrics = dict(metrics)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs is not None:
+            logs.update(self.metrics)
