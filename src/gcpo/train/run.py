@@ -27,7 +27,8 @@ from typing import Any
 
 from gcpo import config as cfg
 from gcpo.config import ConfigError
-from gcpo.io import atomic_write_text
+from gcpo.io import JsonlReport, atomic_write_text
+from gcpo.rewards import RewardStats, safe_reward
 from gcpo.train.config import TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
 
@@ -181,13 +182,24 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     from gcpo.models import load_policy
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
+    from gcpo.trl.callbacks import ConstantMetricsCallback
 
     t_start = time.perf_counter()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     set_seed(config.seed)
-    train_rows, heldout_rows = build_data(config)
-    reward_fn = load_reward(config)
+    report = JsonlReport()
+    train_rows, heldout_rows = build_data(config, report=report)
+    if report.skipped:
+        print(
+            f"skipped {report.skipped} bad dataset rows (skip_bad_rows), first: "
+            f"{report.reasons[0]}",
+            flush=True,
+        )
+    # unscorable completions are counted (gcpo/unscorable_frac/*), not fatal: docs/reliability.md
+    reward_stats = RewardStats()
+    user_reward = load_reward(config)
+    reward_fn = safe_reward(user_reward, fail_fast=config.reward_fail_fast, stats=reward_stats)
     args = _grpo_args(config, run_dir)
     if len(train_rows) * config.num_generations < args.generation_batch_size:
         raise ConfigError(
@@ -218,7 +230,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         processing_class=tokenizer,
-        callbacks=_callbacks(run_dir),
+        callbacks=[
+            ConstantMetricsCallback({"data/skipped_rows": report.skipped}),
+            *_callbacks(run_dir),
+        ],
         weighting=config.weighting,
         embedder=config.embedder,
         answer_fn=answer_fn_for(config),
@@ -275,6 +290,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         "plot": str(plot_path) if plot_path.is_file() else None,
         "final_model": str(final_dir) if config.save_final else None,
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "data_skipped_rows": report.skipped,
+        "reward_stats": reward_stats.as_dict(),
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     return summary
