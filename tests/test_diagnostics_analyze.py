@@ -2,21 +2,15 @@ import pytest
 import torch
 
 from gcpo.config import ConfigError
-from gcpo.diagnostics.analyze import (
-    SIGNAL_COLUMNS,
-    AnalyzeConfig,
-    _load_items,
-    _sample,
-    preset_columns,
-    signal_plan,
-)
+from gcpo.diagnostics.analyze import AnalyzeConfig, _sample
+from gcpo.diagnostics.columns import SIGNAL_COLUMNS, preset_columns, signal_plan
+from gcpo.diagnostics.items import load_items
 
 
 def test_signal_plan_maps_presets_onto_baseline_columns():
-    cfg = AnalyzeConfig(
-        task="arithmetic", presets=["grpo", "seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot"]
+    columns, preset_column = signal_plan(
+        ["grpo", "seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot"]
     )
-    columns, preset_column = signal_plan(cfg)
     assert list(columns)[: len(SIGNAL_COLUMNS)] == list(SIGNAL_COLUMNS)
     assert preset_column == {
         "seed-grpo": "se_answer",
@@ -73,7 +67,7 @@ def test_sampling_logprobs_match_a_full_forward():
         temperature=0.7,
     )
     model, tok = load_policy("tiny-random")
-    item = _load_items(cfg)[0]
+    item = load_items(task="arithmetic", benchmark=None, prompts=1)[0]
     prompt, comps, logprobs, entropies = _sample(model, tok, item, cfg)
     assert len(comps) == 3 and all(c.numel() <= 6 for c in comps)
     params = [p for _, p in select_parameters(model, "lm_head")]
@@ -102,8 +96,8 @@ def test_math_benchmark_items_use_math_reward(tmp_path):
         for i in range(10)
     ]
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    items = _load_items(
-        AnalyzeConfig(benchmark="math500", data_dir=str(tmp_path), prompts=3, max_level=2)
+    items = load_items(
+        task=None, benchmark="math500", data_dir=str(tmp_path), prompts=3, max_level=2
     )
     assert len(items) == 3
     assert all(int(it.answer) // 2 % 5 in (0, 1) for it in items)  # levels 1 and 2 only
@@ -111,7 +105,7 @@ def test_math_benchmark_items_use_math_reward(tmp_path):
     assert it.reward(f"so the answer is \\boxed{{{it.answer}}}", it.answer) == 1.0
     assert it.reward("\\boxed{12345}", it.answer) == 0.0
     assert it.answer_key("\\boxed{ 4 }") == "4"
-    fewer = _load_items(
-        AnalyzeConfig(benchmark="math500", data_dir=str(tmp_path), prompts=2, max_level=2)
+    fewer = load_items(
+        task=None, benchmark="math500", data_dir=str(tmp_path), prompts=2, max_level=2
     )
     assert [i.prompt_id for i in fewer] == [i.prompt_id for i in items[:2]]  # prefix-stable

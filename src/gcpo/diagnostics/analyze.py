@@ -27,25 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import ConfigError, field, to_dict, validate
+from gcpo.diagnostics.columns import (
+    SIGNAL_COLUMNS,
+    group_signals,
+    make_scorers,
+    preset_columns,
+    signal_plan,
+)
+from gcpo.diagnostics.items import SYNTHETIC, Item, load_items
 
 __all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "summarise", "SIGNAL_COLUMNS"]
 
-SYNTHETIC = ("arithmetic", "passage-qa")
-# the project's offline benchmark copies: ../shared/data next to the repository root
-_SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 DEFAULT_PRESETS = ("seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot")
-
-# name in the outputs -> what it is (higher = more uncertain for every one of them)
-SIGNAL_COLUMNS: dict[str, str] = {
-    "se_answer": "semantic entropy, answer clusters, likelihood-weighted (SEED-GRPO's signal)",
-    "se_embedding": "semantic entropy, embedding clusters (cosine >= threshold), likelihood-weighted",
-    "cosine_dispersion": "CD = 1 - ||mean unit embedding||",
-    "barycentric_transport": "BoT over segment point clouds",
-    "eigenscore": "EigenScore (INSIDE) of the completion embeddings",
-    "token_entropy": "mean next-token entropy of the completions",
-    "negative_log_likelihood": "mean of -l_i (length-normalised sequence NLL)",
-    "reward_dispersion": "RD, population std of the rewards (the calibrator)",
-}
 
 
 @dataclass
@@ -138,90 +131,6 @@ class AnalysisResult:
 
 
 # ------------------------------------------------------------------------------------------
-# Prompts
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Item:
-    prompt_id: str
-    messages: list[dict[str, str]]
-    answer: str
-    reward: Callable[[str, str], float]
-    answer_key: Callable[[str], str | None]
-
-
-def _first_line_key(text: str) -> str | None:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return " ".join(line.lower().strip(" .!?").split())
-    return None
-
-
-def _level(value: Any) -> int:
-    """MATH difficulty level (1..5) from ``meta['level']`` (int or 'Level 3'); unknown -> 99."""
-    digits = "".join(ch for ch in str(value) if ch.isdigit())
-    return int(digits) if digits else 99
-
-
-def _load_items(cfg: AnalyzeConfig) -> list[_Item]:
-    from gcpo.tasks import extract_answer, math_reward
-
-    if cfg.task is not None:
-        from gcpo.tasks.synthetic import arithmetic_reward, make_task, passage_qa_reward
-
-        rows = make_task(cfg.task, cfg.prompts, split="test", seed=cfg.seed)
-        if cfg.task == "arithmetic":
-            reward, key = (
-                arithmetic_reward,
-                (lambda c: extract_answer(c, last_number_fallback=True)),
-            )
-        else:
-            reward, key = passage_qa_reward, _first_line_key
-        items = []
-        for row in rows:
-            text = row["prompt"][0]["content"]
-            pid = f"{cfg.task}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-            items.append(_Item(pid, row["prompt"], row["answer"], reward, key))
-        return items
-    from gcpo.tasks import qa_scores
-    from gcpo.tasks.benchmarks import load_benchmark
-
-    data_dir = cfg.data_dir
-    if data_dir is None and _SHARED_DATA.is_dir():
-        data_dir = str(_SHARED_DATA)
-    if cfg.max_level:
-        import random
-
-        pool = [
-            ex
-            for ex in load_benchmark(cfg.benchmark, data_dir=data_dir)
-            if _level(ex.meta.get("level")) <= cfg.max_level
-        ]
-        if not pool:
-            raise ConfigError(
-                f"max_level={cfg.max_level}: no {cfg.benchmark} item has a level that low"
-            )
-        # a seeded shuffle, so that --prompts n picks a prefix of what a larger n picks
-        order = list(range(len(pool)))
-        random.Random(cfg.seed).shuffle(order)
-        examples = [pool[i] for i in order[: cfg.prompts]]
-    else:
-        examples = load_benchmark(
-            cfg.benchmark, data_dir=data_dir, limit=cfg.prompts, seed=cfg.seed
-        )
-    items = []
-    for ex in examples:
-        if ex.kind == "math":
-            reward, key = (lambda c, a: math_reward(c, a)), extract_answer
-        else:
-            refs = list(ex.answers)
-            reward, key = (lambda c, a, refs=refs: qa_scores(c, refs)["f1"]), _first_line_key
-        items.append(_Item(f"{cfg.benchmark}-{ex.id}", ex.messages, ex.answer, reward, key))
-    return items
-
-
-# ------------------------------------------------------------------------------------------
 # One group
 # ------------------------------------------------------------------------------------------
 
@@ -231,7 +140,7 @@ def _seed_of(prompt_id: str, seed: int) -> int:
 
 
 def _sample(
-    model: Any, tokenizer: Any, item: _Item, cfg: AnalyzeConfig
+    model: Any, tokenizer: Any, item: Item, cfg: AnalyzeConfig
 ) -> tuple[Any, list[Any], list[float], list[float]]:
     """G sampled completions of one prompt.
 
@@ -284,95 +193,8 @@ def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-# Fields of a WeightingConfig that change a signal's value (the rest only shape the weight).
-_SIGNAL_FIELDS = (
-    "signal",
-    "se_clusterer",
-    "se_likelihood_weighting",
-    "cluster_threshold",
-    "completion_weighting",
-    "bot_max_segments",
-    "bot_support_size",
-    "bot_max_iter",
-    "eigenscore_alpha",
-)
-
-
-def _signal_key(config: Any) -> tuple[Any, ...]:
-    key = {f: getattr(config, f) for f in _SIGNAL_FIELDS}
-    if config.signal != "semantic_entropy" or config.se_clusterer != "embedding":
-        key["cluster_threshold"] = None
-    if config.signal != "semantic_entropy":
-        key.update(se_clusterer=None, se_likelihood_weighting=None)
-    if config.signal not in ("cosine_dispersion", "barycentric_transport"):
-        key["completion_weighting"] = None
-    if config.signal != "barycentric_transport":
-        key.update(bot_max_segments=None, bot_support_size=None, bot_max_iter=None)
-    if config.signal != "eigenscore":
-        key["eigenscore_alpha"] = None
-    return tuple(key.values())
-
-
-def signal_plan(cfg: AnalyzeConfig) -> tuple[dict[str, Any], dict[str, str]]:
-    """Which WeightingConfig computes each output column, and which column each preset weights.
-
-    The baseline columns (:data:`SIGNAL_COLUMNS`) use the ``seed-grpo`` preset's settings for
-    semantic entropy (answer clusters, likelihood weighting; ``se_embedding`` swaps in the
-    embedding clusterer) and the ``gcpo`` preset's settings for everything else. A preset whose
-    signal settings match a column reuses it; otherwise it gets its own column ``u_<preset>``.
-    """
-    import dataclasses
-
-    from gcpo.weighting import preset
-
-    seed, gcpo = preset("seed-grpo"), preset("gcpo")
-    columns: dict[str, Any] = {
-        "se_answer": seed,
-        "se_embedding": dataclasses.replace(
-            seed, se_clusterer="embedding", cluster_threshold=cfg.cluster_threshold
-        ),
-    }
-    for name in list(SIGNAL_COLUMNS)[2:]:
-        columns[name] = dataclasses.replace(gcpo, signal=name)
-    by_key = {_signal_key(c): name for name, c in columns.items()}
-    preset_column: dict[str, str] = {}
-    for name in cfg.presets:
-        config = preset(name)
-        if config.signal == "none":
-            continue
-        key = _signal_key(config)
-        if key not in by_key:
-            by_key[key] = f"u_{name}"
-            columns[f"u_{name}"] = config
-        preset_column[name] = by_key[key]
-    return columns, preset_column
-
-
-def _group_signals(groups: Any, scorers: list[tuple[Any, list[str]]]) -> dict[str, float]:
-    """Every planned column for one group (``scorers``: (GroupScorer, its columns) pairs)."""
-    out: dict[str, float] = {}
-    for scorer, cols in scorers:
-        values = scorer.signals(groups, [scorer.config.signal])
-        (value,) = values.values()
-        for col in cols:
-            out[col] = float(value.reshape(-1)[0])
-    return out
-
-
-def _make_scorers(columns: dict[str, Any], embedder: Any) -> list[tuple[Any, list[str]]]:
-    from gcpo.scoring import GroupScorer
-
-    merged: dict[tuple[Any, ...], tuple[Any, list[str]]] = {}
-    for col, config in columns.items():
-        key = _signal_key(config)
-        if key not in merged:
-            merged[key] = (GroupScorer(config, embedder), [])
-        merged[key][1].append(col)
-    return list(merged.values())
-
-
 def _analyse_group(
-    item: _Item,
+    item: Item,
     model: Any,
     tokenizer: Any,
     params: list[Any],
@@ -414,7 +236,7 @@ def _analyse_group(
         token_entropy=[entropies],
     )
     row: dict[str, Any] = {"prompt_id": item.prompt_id}
-    row.update(_group_signals(groups, scorers))
+    row.update(group_signals(groups, scorers))
     row.update(
         {
             "grad_variance": float(noise.variance),
@@ -429,43 +251,6 @@ def _analyse_group(
         }
     )
     return row
-
-
-# ------------------------------------------------------------------------------------------
-# Presets: calibrated uncertainty and weight of every group
-# ------------------------------------------------------------------------------------------
-
-
-def preset_columns(
-    rows: Sequence[dict[str, Any]], presets: Sequence[str], preset_column: dict[str, str]
-) -> list[dict[str, float]]:
-    """Per group, ``cal_<preset>`` (calibrated uncertainty U~) and ``weight_<preset>``.
-
-    All groups are weighted in one call, so ``rank`` normalisation ranks each group among all
-    analysed groups (a fresh window), and ``renormalize`` averages over all groups with RD > 0.
-    """
-    import torch
-
-    from gcpo.weighting import group_weights_detailed, initial_state, preset
-
-    out: list[dict[str, float]] = [{} for _ in rows]
-    if not rows:
-        return out
-    rd = torch.tensor([float(r["reward_dispersion"]) for r in rows], dtype=torch.float64)
-    group_size = torch.tensor([len(r["rewards"]) for r in rows])
-    for name in presets:
-        config = preset(name)
-        col = preset_column.get(name)
-        u = (
-            torch.zeros(len(rows), dtype=torch.float64)
-            if col is None
-            else torch.tensor([float(r[col]) for r in rows], dtype=torch.float64)
-        )
-        res = group_weights_detailed(u, rd, config, initial_state(config), group_size=group_size)
-        for i, o in enumerate(out):
-            o[f"cal_{name}"] = float(res.calibrated[i])
-            o[f"weight_{name}"] = float(res.weights[i])
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -525,7 +310,7 @@ def summarise(
     )
     from gcpo.io import atomic_write_text
 
-    columns_plan, preset_column = signal_plan(cfg)
+    columns_plan, preset_column = signal_plan(cfg.presets, cfg.cluster_threshold)
     extra = preset_columns(rows, cfg.presets, preset_column)
     table = [{**r, **e} for r, e in zip(rows, extra, strict=True)]
     cal = [f"cal_{p}" for p in cfg.presets if p in preset_column]
@@ -571,13 +356,17 @@ def run_analysis(
     from gcpo.models import load_policy
 
     validate(cfg)
-    if (cfg.task is None) == (cfg.benchmark is None):
-        raise ConfigError(
-            f"task={cfg.task!r}, benchmark={cfg.benchmark!r}: give exactly one of them"
-        )
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    items = _load_items(cfg)  # before the model: bad task/benchmark input fails fast
+    # before the model: bad task/benchmark input fails fast
+    items = load_items(
+        task=cfg.task,
+        benchmark=cfg.benchmark,
+        prompts=cfg.prompts,
+        seed=cfg.seed,
+        data_dir=cfg.data_dir,
+        max_level=cfg.max_level,
+    )
     _check_resume(out, cfg)
     groups_path = out / "groups.jsonl"
     done = _read_done(groups_path)
@@ -601,7 +390,9 @@ def run_analysis(
             f"gradients on {len(params)} tensors ({n_params:,} parameters, params={cfg.params!r})"
             + (f", CountSketch to {cfg.project_dim} dims" if sketch else ", exact")
         )
-        scorers = _make_scorers(signal_plan(cfg)[0], get_embedder(cfg.embedder))
+        scorers = make_scorers(
+            signal_plan(cfg.presets, cfg.cluster_threshold)[0], get_embedder(cfg.embedder)
+        )
         for item in tqdm(todo, desc="groups", unit="group", disable=not progress):
             row = _analyse_group(item, model, tokenizer, params, sketch, scorers, cfg)
             append_jsonl(groups_path, row)
