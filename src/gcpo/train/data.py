@@ -102,20 +102,23 @@ def build_data(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train rows, held-out rows) for ``config``; skipped bad rows are counted in ``report``."""
     if not config.dataset:
-        train = make_task(
-            config.task,
-            config.num_train_prompts,
-            split="train",
-            seed=config.seed,
-            **config.task_options,
-        )
-        heldout = make_task(
-            config.task,
-            config.num_eval_prompts,
-            split="test",
-            seed=config.seed,
-            **config.task_options,
-        )
+        try:
+            train = make_task(
+                config.task,
+                config.num_train_prompts,
+                split="train",
+                seed=config.seed,
+                **config.task_options,
+            )
+            heldout = make_task(
+                config.task,
+                config.num_eval_prompts,
+                split="test",
+                seed=config.seed,
+                **config.task_options,
+            )
+        except (TypeError, ValueError) as exc:  # unknown or out-of-range difficulty knobs
+            raise ConfigError(f"task_options: {exc}") from None
         return train, heldout
     rows = load_rows(
         config.dataset,
