@@ -37,6 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config, data and reward function, print what would run, and exit "
+        "(0 = ready) without loading a model",
+    )
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip malformed dataset rows (counted in data/skipped_rows) instead of stopping",
+    )
 
 
 def _config_path(config: str | None) -> Any:
@@ -84,6 +95,41 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from gcpo.embedders import EmbedderMemoryError
+    from gcpo.io import DataError
+    from gcpo.rewards import RewardError
+
+    # user-data failures get one line naming the file/function, not a stack trace
+    try:
+        return _run(args)
+    except DataError as exc:
+        print(f"gcpo train: data error: {exc}", file=sys.stderr)
+        return 2
+    except RewardError as exc:
+        print(f"gcpo train: reward error: {exc}", file=sys.stderr)
+        return 2
+    except EmbedderMemoryError as exc:
+        print(f"gcpo train: out of memory: {exc}", file=sys.stderr)
+        return 3
+
+
+def _print_check(report: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("gcpo train --check: config and data are valid; this would run:")
+    for key, value in report.items():
+        if key == "skipped_reasons":
+            for reason in value[:5]:
+                print(f"    skipped: {reason}")
+        else:
+            print(f"  {key:22s} {value}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     from gcpo.config import ConfigError
     from gcpo.train.config import load_train_config
     from gcpo.train.run import resume_training, run_training
@@ -100,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             or args.task
             or args.dataset
             or args.output
+            or args.check
+            or args.skip_bad_rows
         ):
             raise ConfigError(
                 "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
@@ -116,7 +164,13 @@ def run(args: argparse.Namespace) -> int:
             value = getattr(args, flag)
             if value is not None:
                 overrides.append(f"{key}={json.dumps(value)}")
+        if args.skip_bad_rows:
+            overrides.append("skip_bad_rows=true")
         config = load_train_config(_config_path(args.config), overrides, preset_name=args.preset)
+        if args.check:
+            from gcpo.train.check import check_training
+
+            return _print_check(check_training(config), args.json)
         summary = run_training(config)
     if args.json:
         print(json.dumps(summary, indent=2))

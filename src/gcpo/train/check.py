@@ -1,0 +1,116 @@
+"""``gcpo train --check``: validate a config and its data without loading a model or training.
+
+Everything that can be checked cheaply is: the config (types, ranges, presets, signals), the run
+directory, every dataset row (bad rows named by file and line, or counted with
+``skip_bad_rows``), the reward function (imported and called once on a few training rows with
+their reference answers as completions, fail-fast), TRL's ``GRPOConfig`` and the batch
+arithmetic. The policy and embedder are only located, not loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gcpo import config as cfg
+from gcpo.config import ConfigError
+from gcpo.io import JsonlReport
+from gcpo.train.config import TrainConfig
+
+__all__ = ["check_training"]
+
+
+def _locate_model(name: str) -> str:
+    from gcpo.models import TINY_RANDOM
+
+    if name in (TINY_RANDOM, "smollm2-135m-instruct"):
+        return f"{name} (built in)"
+    p = Path(name)
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"model: {name!r} is a path but holds no config.json")
+        return f"{name} (local directory)"
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"model: {name!r} does not exist")
+    return f"{name} (Hugging Face id, not checked offline)"
+
+
+def _locate_embedder(config: TrainConfig) -> str:
+    from gcpo.scoring import resolve_signal_names
+
+    name, w = config.embedder, config.weighting
+    try:
+        used = set(resolve_signal_names(list(config.extra_signals)))
+    except ValueError as exc:
+        raise ConfigError(f"extra_signals: {exc}") from None
+    used.add(w.signal)
+    geometric = bool(used & {"cosine_dispersion", "barycentric_transport", "eigenscore"}) or (
+        "semantic_entropy" in used and w.se_clusterer == "embedding"
+    )
+    if not geometric:
+        return f"{name} (not used by this preset)"
+    if name == "hashing":
+        return "hashing (model-free)"
+    from gcpo.embedders import DEFAULT_EMBEDDER, default_model_path
+
+    if name == DEFAULT_EMBEDDER:
+        return f"{name} ({default_model_path()})"
+    if Path(name).exists():
+        return f"{name} (local directory)"
+    return f"{name} (Hugging Face id, not checked offline)"
+
+
+def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Validate ``config`` and its data as ``gcpo train`` would, without a model.
+
+    Returns a dict describing what would run. Raises ConfigError (config, run directory,
+    reward import, batch sizes), DataError (a bad row) or RewardError (the reward function
+    raised or returned non-numbers on real rows).
+    """
+    from gcpo.rewards import RewardStats, safe_reward
+    from gcpo.train.data import build_data, load_reward
+    from gcpo.train.run import SUMMARY_FILE, _grpo_args, last_checkpoint, resolve_run_dir
+
+    cfg.validate(config)
+    out = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
+    if last_checkpoint(out) is not None or (out / SUMMARY_FILE).is_file():
+        raise ConfigError(
+            f"output_dir: {str(out)!r} already holds a run; continue it with "
+            f"`gcpo train --resume {out}` or choose another --output"
+        )
+    report = JsonlReport()
+    train_rows, heldout_rows = build_data(config, report=report)
+    reward = load_reward(config)
+    stats = RewardStats()
+    probe = train_rows[: config.num_generations]
+    checked = safe_reward(reward, fail_fast=True, stats=stats)
+    extra = {k: [r.get(k) for r in probe] for k in probe[0] if k != "prompt"}
+    checked(
+        prompts=[r["prompt"] for r in probe],
+        completions=[[{"role": "assistant", "content": str(r.get("answer", ""))}] for r in probe],
+        **extra,
+    )
+    args = _grpo_args(config, out)
+    if len(train_rows) * config.num_generations < args.generation_batch_size:
+        raise ConfigError(
+            f"num_train_prompts: {len(train_rows)} prompts x G={config.num_generations} is fewer "
+            f"than one generation batch ({args.generation_batch_size} completions)"
+        )
+    w = config.weighting
+    return {
+        "run_dir": str(out),
+        "model": _locate_model(config.model),
+        "preset": config.preset,
+        "weighting": f"signal={w.signal} normalization={w.normalization} "
+        f"calibration={w.calibration} modulation={w.modulation} alpha={w.alpha}",
+        "embedder": _locate_embedder(config),
+        "data": config.dataset or f"synthetic {config.task}",
+        "train_prompts": len(train_rows),
+        "heldout_prompts": len(heldout_rows),
+        "skipped_rows": report.skipped,
+        "skipped_reasons": report.reasons,
+        "reward": getattr(reward, "__name__", str(reward)),
+        "steps": config.max_steps,
+        "completions_per_step": args.generation_batch_size,
+        "num_generations": config.num_generations,
+    }
