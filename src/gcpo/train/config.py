@@ -52,6 +52,11 @@ class TrainConfig:
         help="sentence embedder for the geometric signals: 'all-MiniLM-L6-v2' (offline default), "
         "'hashing' (model-free, tests) or a sentence-transformers path / hub id",
     )
+    embedder_batch_size: int = cfg.field(
+        64,
+        help="text windows per embedder forward pass; lower it if the embedder runs out of memory",
+        min=1,
+    )
     extra_signals: list[str] = cfg.field(
         default_factory=list,
         help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
