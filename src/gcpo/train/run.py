@@ -179,6 +179,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     from transformers import set_seed
     from transformers.trainer_callback import ProgressCallback
 
+    from gcpo.embedders import EmbedderConfig
     from gcpo.models import load_policy
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
@@ -235,7 +236,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
             *_callbacks(run_dir),
         ],
         weighting=config.weighting,
-        embedder=config.embedder,
+        embedder=EmbedderConfig(name=config.embedder, batch_size=config.embedder_batch_size),
         answer_fn=answer_fn_for(config),
         extra_signals=config.extra_signals,
     )
