@@ -111,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"gcpo train: reward error: {exc}", file=sys.stderr)
         return 2
     except EmbedderMemoryError as exc:
-        print(f"gcpo train: out of memory: {exc}", file=sys.stderr)
+        print(
+            f"gcpo train: out of memory: {exc}; in gcpo train the setting is "
+            "embedder_batch_size=N (and max_completion_length / num_generations)",
+            file=sys.stderr,
+        )
         return 3
 
 

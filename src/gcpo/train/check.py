@@ -82,7 +82,7 @@ def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) ->
     train_rows, heldout_rows = build_data(config, report=report)
     reward = load_reward(config)
     stats = RewardStats()
-    probe = train_rows[: config.num_generations]
+    probe = train_rows[: max(config.num_generations, 8)]
     checked = safe_reward(reward, fail_fast=True, stats=stats)
     extra = {k: [r.get(k) for r in probe] for k in probe[0] if k != "prompt"}
     checked(
