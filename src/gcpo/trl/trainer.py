@@ -47,6 +47,7 @@ from trl import GRPOTrainer
 
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.io import atomic_write_text
+from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import Groups, GroupScorer, ScoreResult, short_name
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
@@ -121,6 +122,8 @@ class GCPOTrainer(GRPOTrainer):
         rewards_per_func = super()._calculate_rewards(
             inputs, prompts, completions, completion_ids_list
         )
+        # +-inf -> NaN ("unscorable"): TRL's nan_to_num would make an infinite reward a huge advantage
+        rewards_per_func = sanitize_rewards(rewards_per_func)
         self._gcpo_rewards = rewards_per_func  # gathered: [N_global, n_reward_funcs]
         self._gcpo_texts = (list(prompts), list(completions))
         return rewards_per_func
