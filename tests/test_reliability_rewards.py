@@ -296,8 +296,14 @@ def _raising_reward(prompts, completions, **kwargs):
     raise RuntimeError("judge server down")
 
 
-@pytest.mark.parametrize("preset_name", ["gcpo", "seed-grpo"])
-def test_unscorable_completions_keep_training_finite(tmp_path, preset_name: str) -> None:
+@pytest.mark.parametrize(
+    "preset_name, wrap", [("gcpo", True), ("seed-grpo", True), ("gcpo", False)]
+)
+def test_unscorable_completions_keep_training_finite(
+    tmp_path, preset_name: str, wrap: bool
+) -> None:
+    """With safe_reward, and also with a raw reward handed straight to GCPOTrainer (library use:
+    TRL turns None into NaN, GCPOTrainer turns +-inf into NaN), nothing non-finite gets through."""
     pytest.importorskip("trl")
     from datasets import Dataset
     from trl import GRPOConfig
@@ -322,8 +328,8 @@ def test_unscorable_completions_keep_training_finite(tmp_path, preset_name: str)
             return out
 
     stats, stats2 = RewardStats(), RewardStats()
-    flaky = safe_reward(_flaky_reward, stats=stats)
-    raising = safe_reward(_raising_reward, stats=stats2)
+    flaky = safe_reward(_flaky_reward, stats=stats) if wrap else _flaky_reward
+    raising = safe_reward(_raising_reward, stats=stats2) if wrap else _flaky_reward
     model, tok = load_policy("tiny-random")
     trainer = Recording(
         model=model,
@@ -355,11 +361,13 @@ def test_unscorable_completions_keep_training_finite(tmp_path, preset_name: str)
         assert torch.isfinite(rec["rewards"]).all()
         # completions 0 and 1 (group 0) and 2 are unscorable: advantage exactly 0
         assert rec["advantages"][:3].abs().max() == 0
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses and all(math.isfinite(v) for v in losses)
+    if not wrap:
+        return
     # 2 steps x 8 completions: 3 unscorable per step by the flaky reward, all 8 by the raising one
     assert stats.calls == 2 and stats.unscorable == 6 and stats.none == 2 and stats.non_finite == 4
     assert stats2.errors == 2 and stats2.unscorable == 16
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    assert losses and all(math.isfinite(v) for v in losses)
     logged = [h for h in trainer.state.log_history if "gcpo/unscorable_frac/_flaky_reward" in h]
     assert logged and logged[0]["gcpo/unscorable_frac/_flaky_reward"] == pytest.approx(3 / 8)
     assert logged[0]["gcpo/reward_errors/_raising_reward"] == pytest.approx(1.0)
