@@ -20,6 +20,9 @@ from gcpo.diagnostics.stats import Correlation, correlate
 __all__ = ["TARGETS", "correlation_rows", "correlations_markdown", "rows_to_csv", "scatter_plot"]
 
 TARGETS = {"grad_variance": "V", "grad_nsr": "NSR"}
+# the partial correlation needs at least 4 points (3 for plain Spearman); below that the table
+# says n/a instead of printing the 0.0 that the statistics return for degenerate input
+MIN_GROUPS = 4
 
 
 def _informative(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +77,12 @@ def correlations_markdown(
         lines += [f"### {title}", ""]
     lines += [
         f"Spearman rho over the {n_groups} of {n_total} groups with RD > 0, "
-        "[bootstrap 95 % CI]; partial = partial Spearman given RD.",
+        "[bootstrap 95 % CI]; partial = partial Spearman given RD."
+        + (
+            f" Fewer than {MIN_GROUPS} such groups: no correlation is defined."
+            if n_groups < MIN_GROUPS
+            else ""
+        ),
         "",
         "| signal | rho vs V | partial vs V given RD | rho vs NSR | partial vs NSR given RD |",
         "|---|---|---|---|---|",
@@ -83,6 +91,9 @@ def correlations_markdown(
         cells = []
         for label in TARGETS.values():
             r = t[label]
+            if n_groups < MIN_GROUPS:
+                cells += ["n/a", "n/a"]
+                continue
             cells.append(_fmt(r["spearman"], r["ci_low"], r["ci_high"]))
             cells.append(_fmt(r["partial_given_rd"], r["partial_ci_low"], r["partial_ci_high"]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
