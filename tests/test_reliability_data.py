@@ -238,3 +238,53 @@ def test_gcpo_train_reports_embedder_oom_in_one_line(
     assert rc == 3
     assert "out of memory" in err and "embedder_batch_size=N" in err
     assert "Traceback" not in err
+
+
+class _OomEmbedder:
+    """An embedder whose every call runs out of memory."""
+
+    def embed(self, texts: Any) -> torch.Tensor:
+        from gcpo.embedders import EmbedderMemoryError
+
+        raise EmbedderMemoryError(
+            f"embedder ran out of memory on {len(texts)} texts: lower embedder.batch_size"
+        )
+
+    def segments(self, text: str, max_segments: int | None = None) -> list[str]:
+        return [text]
+
+
+def test_embedder_oom_inside_training_reaches_the_caller_unchanged(tmp_path: Path) -> None:
+    """TRL does not swallow or wrap the error: `gcpo train` can print its one-line message."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from gcpo.embedders import EmbedderMemoryError
+    from gcpo.models import load_policy
+    from gcpo.tasks.synthetic import make_task, reward_function
+    from gcpo.trl import GCPOTrainer
+
+    model, tok = load_policy("tiny-random")
+    trainer = GCPOTrainer(
+        model=model,
+        processing_class=tok,
+        reward_funcs=[reward_function("arithmetic")],
+        args=GRPOConfig(
+            output_dir=str(tmp_path / "out"),
+            max_steps=1,
+            per_device_train_batch_size=4,
+            num_generations=2,
+            max_completion_length=4,
+            report_to=[],
+            use_cpu=True,
+            bf16=False,
+            save_strategy="no",
+            disable_tqdm=True,
+        ),
+        train_dataset=Dataset.from_list(make_task("arithmetic", 8, seed=0)),
+        weighting="gcpo",
+        embedder=_OomEmbedder(),
+    )
+    with pytest.raises(EmbedderMemoryError, match="on 4 texts: lower embedder.batch_size"):
+        trainer.train()
