@@ -86,6 +86,13 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(
         f"  train reward: first step {fmt(s['train_reward_first'])}, last step {fmt(s['train_reward_last'])}"
     )
+    stats = s.get("reward_stats") or {}
+    if stats.get("unscorable") or s.get("data_skipped_rows"):
+        print(
+            f"  unscorable completions: {stats.get('unscorable', 0)} of "
+            f"{stats.get('completions', 0)} ({stats.get('errors', 0)} reward calls raised); "
+            f"skipped dataset rows: {s.get('data_skipped_rows', 0)}"
+        )
     print(f"  run directory: {s['run_dir']}")
     for key in ("config", "metrics", "tensorboard", "plot", "final_model"):
         if s.get(key):
