@@ -18,7 +18,13 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-__all__ = ["STAGING_PREFIX", "staging_parent", "publish_checkpoint", "remove_stale_staging"]
+__all__ = [
+    "STAGING_PREFIX",
+    "staging_parent",
+    "publish_checkpoint",
+    "replace_dir",
+    "remove_stale_staging",
+]
 
 STAGING_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
@@ -61,16 +67,26 @@ def publish_checkpoint(run_dir: str | os.PathLike[str], step: int) -> Path:
     src = parent / name
     if not src.is_dir():
         raise FileNotFoundError(f"checkpoint step {step}: nothing staged in {src}")
+    dst = replace_dir(src, run / name)
+    shutil.rmtree(parent, ignore_errors=True)
+    return dst
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """fsync every file of the finished folder ``src``, then rename it to ``dst``.
+
+    An existing ``dst`` is first renamed to ``.old-<name>`` and deleted after the swap, so at every
+    moment either the old or the new complete folder exists (see :func:`remove_stale_staging`).
+    """
+    src, dst = Path(src), Path(dst)
     _fsync_tree(src)
-    dst = run / name
-    old = run / f"{_OLD_PREFIX}{name}"
-    if dst.exists():  # re-saving a step (a resumed run passing it again): swap, then delete
+    old = dst.parent / f"{_OLD_PREFIX}{dst.name}"
+    if dst.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.rename(dst, old)
     os.rename(src, dst)
-    _fsync_dir(run)
+    _fsync_dir(dst.parent)
     shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(parent, ignore_errors=True)
     return dst
 
 
