@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -184,6 +185,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
     from gcpo.trl.callbacks import ConstantMetricsCallback
+    from gcpo.trl.checkpoint import replace_dir
 
     t_start = time.perf_counter()
     if config.torch_threads:
@@ -253,9 +255,15 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         batch_size=config.eval_batch_size,
     )
     final_dir = run_dir / "final"
-    if config.save_final:
-        trainer.save_model(str(final_dir))
-        tokenizer.save_pretrained(str(final_dir))
+    if config.save_final:  # staged then renamed, so final/ is never half-written
+        staged = run_dir / ".tmp-final"
+        if trainer.args.should_save:
+            shutil.rmtree(staged, ignore_errors=True)  # left by a run killed while saving
+        trainer.save_model(str(staged))
+        tokenizer.save_pretrained(str(staged))
+        trainer.accelerator.wait_for_everyone()
+        if trainer.args.should_save:
+            replace_dir(staged, final_dir)
 
     from gcpo.train.plot import plot_metrics, read_metrics
 
