@@ -294,3 +294,19 @@ def test_sigkill_mid_run_then_resume_continues_identically(tmp_path: Path) -> No
     assert all(m["loss"] is not None and math.isfinite(m["loss"]) for m in metrics if "loss" in m)
     assert not list(run_dir.glob(".tmp-*")) and not list(run_dir.glob(".old-*"))
     assert not [p for p in run_dir.rglob("*.tmp")], "a temporary file was left behind"
+
+
+def test_replace_dir_swaps_a_finished_folder_in(tmp_path: Path) -> None:
+    """How `gcpo train` publishes RUN/final: never a mix of old and new files."""
+    from gcpo.trl.checkpoint import replace_dir
+
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "model.safetensors").write_text("old")
+    (tmp_path / "final" / "stale-shard.bin").write_text("old")
+    staged = tmp_path / ".tmp-final"
+    staged.mkdir()
+    (staged / "model.safetensors").write_text("new")
+    replace_dir(staged, tmp_path / "final")
+    assert [p.name for p in (tmp_path / "final").iterdir()] == ["model.safetensors"]
+    assert (tmp_path / "final" / "model.safetensors").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
