@@ -226,6 +226,9 @@ def _worker_main() -> None:  # pragma: no cover - runs in the subprocess
         raise _Deadline()
 
     signal.signal(signal.SIGALRM, on_alarm)
+    # Ctrl-C in a terminal reaches the whole process group: let the parent handle it; the
+    # worker exits on its own when the parent closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     @lru_cache(maxsize=4096)
     def parse_gold(g: str):  # noqa: ANN202
