@@ -35,24 +35,27 @@ _ANSWER_IS = re.compile(
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
-def _matching_brace(text: str, open_pos: int) -> int:
-    """Index of the ``}`` closing the ``{`` at ``open_pos`` (escaped braces skipped), or -1."""
-    depth = 0
-    i = open_pos
-    n = len(text)
+def _closing_braces(text: str) -> dict[int, int]:
+    """``{open index: matching close index}`` for every unescaped ``{`` (-1 if never closed).
+
+    One left-to-right pass with a stack, so finding the last complete box stays linear even for
+    adversarial output with thousands of unclosed ``\\boxed{`` (a scan per box was quadratic).
+    """
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
     while i < n:
         ch = text[i]
         if ch == "\\":
             i += 2
             continue
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+            stack.append(i)
+            closing[i] = -1
+        elif ch == "}" and stack:
+            closing[stack.pop()] = i
         i += 1
-    return -1
+    return closing
 
 
 def extract_boxed(text: str) -> str | None:
@@ -62,9 +65,12 @@ def extract_boxed(text: str) -> str | None:
     Returns None when there is no complete box.
     """
     starts = [m.end() for m in _BOXED.finditer(text)]
+    closing: dict[int, int] | None = None
     for start in reversed(starts):
         if start < len(text) and text[start] == "{":
-            end = _matching_brace(text, start)
+            if closing is None:
+                closing = _closing_braces(text)
+            end = closing.get(start, -1)
             if end != -1:
                 return text[start + 1 : end]
         elif start < len(text):
