@@ -310,3 +310,43 @@ def test_replace_dir_swaps_a_finished_folder_in(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "final").iterdir()] == ["model.safetensors"]
     assert (tmp_path / "final" / "model.safetensors").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+WORKER = r"""
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_reliability_resume import _trainer
+out = Path(sys.argv[1])
+trainer = _trainer(out, max_steps=int(sys.argv[2]))
+ckpt = sys.argv[3] if len(sys.argv) > 3 else None
+trainer.train(resume_from_checkpoint=ckpt)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_publish_complete_checkpoints(tmp_path: Path) -> None:
+    """With 2 processes (gloo), both ranks write into the staging folder and rank 0 renames it
+    only after both are done: every checkpoint has both ranks' RNG states; resume works."""
+    pytest.importorskip("trl")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "out"
+
+    def launch(*args: str) -> None:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        cmd += ["--master_port", "29547", str(script), str(out), *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+
+    launch("2")
+    for step in (1, 2):
+        ck = out / f"checkpoint-{step}"
+        for name in ("gcpo_state.json", "trainer_state.json", "rng_state_0.pth", "rng_state_1.pth"):
+            assert (ck / name).is_file(), f"{ck.name} lacks {name}"
+    assert not list(out.glob(".tmp-*"))
+    launch("3", str(out / "checkpoint-2"))
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
