@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from gcpo.config import ConfigError
+from gcpo.io import DataError
 
 SUBCOMMANDS = ("train", "eval", "signals", "analyze")
 
@@ -36,9 +37,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, letting ``KEY=VALUE`` overrides stand anywhere among the flags.
+
+    argparse stops filling a ``nargs="*"`` positional at the first flag, so
+    ``gcpo train --check model=x`` would otherwise be "unrecognized arguments".
+    """
+    args, extra = parser.parse_known_args(argv)
+    overrides = [tok for tok in extra if "=" in tok and not tok.startswith("-")]
+    unknown = [tok for tok in extra if tok not in overrides]
+    if overrides and isinstance(getattr(args, "overrides", None), list):
+        args.overrides.extend(overrides)
+    else:
+        unknown = extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe bad input or settings: printed as one line, no traceback."""
+    errors: list[type[BaseException]] = [DataError]
+    try:
+        from gcpo.rewards import RewardError
+
+        errors.append(RewardError)
+    except ImportError:  # pragma: no cover - optional module
+        pass
+    return tuple(errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -47,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gcpo {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2
+    except _user_errors() as exc:
+        print(f"gcpo {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # EmbedderMemoryError names the setting to lower
+        print(f"gcpo {args.command}: out of memory: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"gcpo {args.command}: interrupted", file=sys.stderr)
         return 130
