@@ -18,15 +18,16 @@ HELP = "measure whether uncertainty signals (SE, CD, BoT, ...) track per-prompt 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gcpo.config import help_lines
+    from gcpo.config import help_lines, to_dict
     from gcpo.diagnostics.analyze import AnalyzeConfig
 
+    defaults = to_dict(AnalyzeConfig())
     helps = {line.split(" ", 1)[0]: line for line in help_lines(AnalyzeConfig)}
     parser.add_argument("--config", help="YAML file of AnalyzeConfig fields (flags override it)")
     for f in dataclasses.fields(AnalyzeConfig):
         flag = "--" + f.name.replace("_", "-")
         text = helps[f.name].split(": ", 1)[1] if ": " in helps[f.name] else f.name
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = defaults[f.name]
         if default is not None:
             text += f" (default: {default})"
         text = text.replace("%", "%%")  # argparse formats help with %

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,12 +400,3 @@ def run_analysis(
     rows = [r for r in done + new_rows if r["prompt_id"] in wanted]
     corr = summarise(rows, cfg, out)
     return AnalysisResult(out, rows, corr, len(new_rows))
-
-
-def nan_free(rows: Sequence[dict[str, Any]]) -> bool:
-    """True when no numeric value in ``rows`` is NaN or infinite (a sanity check for tests)."""
-    for r in rows:
-        for v in r.values():
-            if isinstance(v, float) and not math.isfinite(v):
-                return False
-    return True

@@ -69,15 +69,16 @@ def select_parameters(model: nn.Module, spec: str = "last-block") -> list[tuple[
         last = f"{prefix}.{len(blocks) - 1}." if prefix else f"{len(blocks) - 1}."
         chosen = [(n, p) for n, p in named if n.startswith(last)]
     elif spec == "lm_head":
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        if head is None or getattr(head, "weight", None) is None:
+        getter = getattr(model, "get_output_embeddings", None)
+        head = getter() if callable(getter) else None
+        weight = getattr(head, "weight", None)
+        if not isinstance(weight, torch.Tensor):
             raise ValueError(
                 f"params='lm_head': model {type(model).__name__} has no output embedding"
             )
-        ids = {id(head.weight)}
-        chosen = [(n, p) for n, p in named if id(p) in ids]
-        if not chosen:  # tied and registered under the input-embedding name only
-            chosen = [("lm_head.weight", head.weight)]
+        chosen = [(n, p) for n, p in named if p is weight]
+        if not chosen and isinstance(weight, nn.Parameter):  # registered under another name only
+            chosen = [("lm_head.weight", weight)]
     else:
         try:
             pattern = re.compile(spec)
@@ -199,10 +200,10 @@ def completion_gradients(
                     entropy[i] = -(logp_all.exp() * logp_all).sum(-1).mean().cpu()
                 if not need_grad:
                     continue
-                parts = torch.autograd.grad(coeffs[i].to(device) * l_i, params, allow_unused=True)
+                raw = torch.autograd.grad(coeffs[i].to(device) * l_i, params, allow_unused=True)
                 parts = [
                     torch.zeros_like(p) if d is None else d
-                    for p, d in zip(params, parts, strict=True)
+                    for p, d in zip(params, raw, strict=True)
                 ]
                 if sketch is not None:
                     grads[i] = sketch.project_parts(parts)

@@ -34,6 +34,22 @@ def _first_line_key(text: str) -> str | None:
     return None
 
 
+def _math_reward(completion: str, answer: str) -> float:
+    from gcpo.tasks import math_reward
+
+    return math_reward(completion, answer)
+
+
+def _qa_f1(references: list[str]) -> Callable[[str, str], float]:
+    """QA reward: F1 against every reference (the ``answer`` argument is the first of them)."""
+    from gcpo.tasks import qa_scores
+
+    def reward(completion: str, answer: str) -> float:
+        return float(qa_scores(completion, references)["f1"])
+
+    return reward
+
+
 def _level(value: Any) -> int:
     """MATH difficulty level (1..5) from ``meta['level']`` (int or 'Level 3'); unknown -> 99."""
     digits = "".join(ch for ch in str(value) if ch.isdigit())
@@ -56,10 +72,12 @@ def load_items(
     that difficulty or lower (then the prompts are a seeded shuffle's prefix, so a smaller
     ``prompts`` picks a subset of a larger one). Prompt ids are stable across runs.
     """
-    from gcpo.tasks import extract_answer, math_reward
+    from gcpo.tasks import extract_answer
 
     if (task is None) == (benchmark is None):
         raise ConfigError(f"task={task!r}, benchmark={benchmark!r}: give exactly one of them")
+    reward: Callable[[str, str], float]
+    key: Callable[[str], str | None]
     if task is not None:
         from gcpo.tasks.synthetic import arithmetic_reward, make_task, passage_qa_reward
 
@@ -77,8 +95,9 @@ def load_items(
             pid = f"{task}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
             items.append(Item(pid, row["prompt"], row["answer"], reward, key))
         return items
-    from gcpo.tasks import qa_scores
     from gcpo.tasks.benchmarks import load_benchmark
+
+    assert benchmark is not None
 
     if data_dir is None and _SHARED_DATA.is_dir():
         data_dir = str(_SHARED_DATA)
@@ -101,9 +120,8 @@ def load_items(
     items = []
     for ex in examples:
         if ex.kind == "math":
-            reward, key = (lambda c, a: math_reward(c, a)), extract_answer
+            reward, key = _math_reward, extract_answer
         else:
-            refs = list(ex.answers)
-            reward, key = (lambda c, a, refs=refs: qa_scores(c, refs)["f1"]), _first_line_key
+            reward, key = _qa_f1(list(ex.answers)), _first_line_key
         items.append(Item(f"{benchmark}-{ex.id}", ex.messages, ex.answer, reward, key))
     return items
