@@ -18,7 +18,7 @@ from gcpo.train.config import TrainConfig
 
 __all__ = ["load_rows", "build_data", "load_reward", "answer_fn_for"]
 
-RewardFn = Callable[..., list[float | None]]
+RewardFn = Callable[..., Sequence[float | None]]
 
 
 def _to_chat(prompt: Any, system_prompt: str, where: str) -> list[dict[str, str]]:

@@ -251,6 +251,7 @@ class GCPOTrainer(GRPOTrainer):
         local_prompts, local_completions = self._gcpo_texts
         n_local = len(local_prompts)
         g = self.num_generations
+        assert g is not None  # TRL types it Optional; GRPOTrainer.__init__ always sets it
         prompts = gather_object([prompt_text(p) for p in local_prompts])
         completions = gather_object([completion_text(c) for c in local_completions])
 
