@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gcpo import config as cfg
 from gcpo.config import ConfigError
 from gcpo.io import JsonlReport
 from gcpo.train.config import TrainConfig
@@ -69,15 +68,9 @@ def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) ->
     """
     from gcpo.rewards import RewardStats, safe_reward
     from gcpo.train.data import build_data, load_reward
-    from gcpo.train.run import SUMMARY_FILE, _grpo_args, last_checkpoint, resolve_run_dir
+    from gcpo.train.run import _grpo_args, fresh_run_dir
 
-    cfg.validate(config)
-    out = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
-    if last_checkpoint(out) is not None or (out / SUMMARY_FILE).is_file():
-        raise ConfigError(
-            f"output_dir: {str(out)!r} already holds a run; continue it with "
-            f"`gcpo train --resume {out}` or choose another --output"
-        )
+    out = fresh_run_dir(config, run_dir)
     report = JsonlReport()
     train_rows, heldout_rows = build_data(config, report=report)
     reward = load_reward(config)

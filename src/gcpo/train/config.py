@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gcpo import config as cfg
 from gcpo.config import ConfigError
 from gcpo.weighting import WeightingConfig, available_presets, preset
@@ -213,21 +211,6 @@ _OWNED_TRL_KEYS = {
 }
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r}: top level must be a mapping")
-    return data
-
-
 def load_train_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
@@ -239,7 +222,7 @@ def load_train_config(
     Order: file, then ``preset_name`` (replaces the file's preset *and* drops its weighting
     overrides, so ``--preset grpo`` really means GRPO), then ``overrides``.
     """
-    data = _read_yaml(path) if path is not None else {}
+    data = cfg.read_yaml(path) if path is not None else {}
     data = copy.deepcopy(data)
     if preset_name is not None:
         data["preset"] = preset_name

@@ -306,8 +306,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     return summary
 
 
-def run_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train a fresh run of ``config``; returns the summary dict (also in summary.json)."""
+def fresh_run_dir(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
+    """Validate ``config`` and return the directory of a new run; refuse one that holds a run."""
     cfg.validate(config)
     out = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
     if last_checkpoint(out) is not None or (out / SUMMARY_FILE).is_file():
@@ -315,6 +315,12 @@ def run_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> d
             f"output_dir: {str(out)!r} already holds a run; continue it with "
             f"`gcpo train --resume {out}` or choose another --output"
         )
+    return out
+
+
+def run_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train a fresh run of ``config``; returns the summary dict (also in summary.json)."""
+    out = fresh_run_dir(config, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.output_dir = str(out)
     atomic_write_text(out / CONFIG_FILE, cfg.dump_yaml(config))
