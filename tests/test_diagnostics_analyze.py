@@ -109,3 +109,20 @@ def test_math_benchmark_items_use_math_reward(tmp_path):
         task=None, benchmark="math500", data_dir=str(tmp_path), prompts=2, max_level=2
     )
     assert [i.prompt_id for i in fewer] == [i.prompt_id for i in items[:2]]  # prefix-stable
+
+
+def test_qa_benchmark_items_score_the_answer_line_like_eval(tmp_path):
+    import json
+
+    data = tmp_path / "narrativeqa"
+    data.mkdir()
+    rows = [
+        {"question": f"Who is person {i}?", "answer": ["Mia Stone", "Mia"], "passage": "Mia is."}
+        for i in range(3)
+    ]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = load_items(task=None, benchmark="narrativeqa", data_dir=str(tmp_path), prompts=2)
+    it = items[0]
+    assert it.reward("Answer: Mia Stone\nShe lives by the sea.", it.answer) == 1.0
+    # the answer must be on the first line, as gcpo eval and gcpo train score QA
+    assert it.reward("Nobody knows.\nMia Stone", it.answer) == 0.0

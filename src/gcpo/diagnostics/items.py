@@ -41,11 +41,13 @@ def _math_reward(completion: str, answer: str) -> float:
 
 
 def _qa_f1(references: list[str]) -> Callable[[str, str], float]:
-    """QA reward: F1 against every reference (the ``answer`` argument is the first of them)."""
+    """QA reward: F1 of the answer span (first line, as ``gcpo eval`` and ``gcpo train`` score
+    it) against every reference (the ``answer`` argument is the first of them)."""
     from gcpo.tasks import qa_scores
+    from gcpo.tasks.prompts import qa_prediction
 
     def reward(completion: str, answer: str) -> float:
-        return float(qa_scores(completion, references)["f1"])
+        return float(qa_scores(qa_prediction(completion), references)["f1"])
 
     return reward
 
