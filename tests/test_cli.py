@@ -9,6 +9,8 @@ def test_overrides_may_follow_flags() -> None:
     argv = ["signals", "--input", "g.jsonl", "alpha=0.5", "-q", "calibration=snr"]
     args = parse_args(build_parser(), argv)
     assert args.overrides == ["alpha=0.5", "calibration=snr"]
+    args = parse_args(build_parser(), ["analyze", "--prompts", "2", "bootstrap=10"])
+    assert args.overrides == ["bootstrap=10"]
     args = parse_args(build_parser(), ["train", "--check", "steps=3", "weighting.alpha=0.5"])
     assert [args.config, *args.overrides] == ["steps=3", "weighting.alpha=0.5"]
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, default=None, help=text)
     parser.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra field overrides"
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config field overrides (as in gcpo train)"
     )
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.config import from_dict, load, to_dict
     from gcpo.diagnostics.analyze import AnalyzeConfig, run_analysis
 
-    data = to_dict(load(AnalyzeConfig, args.config, args.set))
+    data = to_dict(load(AnalyzeConfig, args.config, args.overrides))
     for f in dataclasses.fields(AnalyzeConfig):
         value = getattr(args, f.name)
         if value is not None:  # flag values stay typed strings (a regex stays a regex)
