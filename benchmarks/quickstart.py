@@ -65,6 +65,8 @@ def main() -> None:
     for preset in presets:
         print(f"running gcpo train --preset {preset} ...", flush=True)
         rows[preset] = run_one(preset, root / preset, list(args.overrides))
+        r = rows[preset]
+        print(f"  {r['wall_s']:.0f} s, held-out {r['before']:.3f} -> {r['after']:.3f}", flush=True)
     first = rows[presets[0]]["wall_s"]
     print(f"load average at the end {os.getloadavg()[0]:.1f}\n")
     print("| preset | wall | vs first | vs 15-min budget | peak RSS | held-out before -> after | mean weight |")
