@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from gcpo.io import append_jsonl, atomic_write_text
+
 __all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback"]
 
 
@@ -48,8 +50,6 @@ class MetricsJsonlCallback(TrainerCallback):
                     continue  # a line cut by a kill
                 if int(row.get("step", 0)) <= state.global_step:
                     keep.append(json.dumps(row))
-        from gcpo.io import atomic_write_text
-
         atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 
     def on_log(
@@ -66,11 +66,7 @@ class MetricsJsonlCallback(TrainerCallback):
         row.update(
             {k: _clean(v) for k, v in logs.items() if isinstance(v, (int, float, str)) or v is None}
         )
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, row)
 
 
 class ConstantMetricsCallback(TrainerCallback):
