@@ -258,7 +258,7 @@ def test_embedder_oom_inside_training_reaches_the_caller_unchanged(tmp_path: Pat
     """TRL does not swallow or wrap the error: `gcpo train` can print its one-line message."""
     pytest.importorskip("trl")
     from datasets import Dataset
-    from trl import GRPOConfig
+    from tiny_trl import tiny_grpo_args
 
     from gcpo.embedders import EmbedderMemoryError
     from gcpo.models import load_policy
@@ -270,18 +270,7 @@ def test_embedder_oom_inside_training_reaches_the_caller_unchanged(tmp_path: Pat
         model=model,
         processing_class=tok,
         reward_funcs=[reward_function("arithmetic")],
-        args=GRPOConfig(
-            output_dir=str(tmp_path / "out"),
-            max_steps=1,
-            per_device_train_batch_size=4,
-            num_generations=2,
-            max_completion_length=4,
-            report_to=[],
-            use_cpu=True,
-            bf16=False,
-            save_strategy="no",
-            disable_tqdm=True,
-        ),
+        args=tiny_grpo_args(tmp_path / "out", max_steps=1),
         train_dataset=Dataset.from_list(make_task("arithmetic", 8, seed=0)),
         weighting="gcpo",
         embedder=_OomEmbedder(),

@@ -104,28 +104,15 @@ def test_last_checkpoint_ignores_incomplete_and_foreign_folders(tmp_path: Path) 
 
 def _trainer(out: Path, max_steps: int) -> Any:
     from datasets import Dataset
-    from trl import GRPOConfig
+    from tiny_trl import tiny_grpo_args
 
     from gcpo.models import load_policy
     from gcpo.tasks.synthetic import make_task
     from gcpo.trl import GCPOTrainer
 
     model, tok = load_policy("tiny-random")
-    args = GRPOConfig(
-        output_dir=str(out),
-        max_steps=max_steps,
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=4,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        save_strategy="steps",
-        save_steps=1,
-        save_total_limit=2,
-        seed=0,
-        disable_tqdm=True,
+    args = tiny_grpo_args(
+        out, max_steps=max_steps, save_strategy="steps", save_steps=1, save_total_limit=2
     )
     return GCPOTrainer(
         model=model,

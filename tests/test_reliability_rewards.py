@@ -299,7 +299,7 @@ def test_unscorable_completions_keep_training_finite(
     TRL turns None into NaN, GCPOTrainer turns +-inf into NaN), nothing non-finite gets through."""
     pytest.importorskip("trl")
     from datasets import Dataset
-    from trl import GRPOConfig
+    from tiny_trl import tiny_grpo_args
 
     from gcpo.models import load_policy
     from gcpo.tasks.synthetic import make_task
@@ -328,20 +328,7 @@ def test_unscorable_completions_keep_training_finite(
         model=model,
         processing_class=tok,
         reward_funcs=[flaky, raising],
-        args=GRPOConfig(
-            output_dir=str(tmp_path / "out"),
-            max_steps=2,
-            per_device_train_batch_size=8,
-            num_generations=2,
-            max_completion_length=4,
-            logging_steps=1,
-            report_to=[],
-            use_cpu=True,
-            bf16=False,
-            save_strategy="no",
-            seed=0,
-            disable_tqdm=True,
-        ),
+        args=tiny_grpo_args(tmp_path / "out", per_device_train_batch_size=8),
         train_dataset=Dataset.from_list(make_task("arithmetic", 16, seed=0)),
         weighting=preset_name,
         embedder="hashing",

@@ -64,32 +64,17 @@ class Recording(GCPOTrainer):
 
 
 def make_trainer(tmp_path: Path, cls=Recording, *, weighting="gcpo", reward=length_reward, **args):
-    from trl import GRPOConfig
+    from tiny_trl import tiny_grpo_args
 
     from gcpo.models import load_policy
 
     model, tok = load_policy("tiny-random")
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=2,
-        per_device_train_batch_size=4,
-        num_generations=G,
-        max_completion_length=4,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
-    defaults.update(args)
     ds = __import__("datasets").Dataset.from_list(make_task("arithmetic", 16, seed=0))
     return cls(
         model=model,
         processing_class=tok,
         reward_funcs=[reward],
-        args=GRPOConfig(**defaults),
+        args=tiny_grpo_args(tmp_path / "out", **{"num_generations": G, **args}),
         train_dataset=ds,
         weighting=weighting,
         embedder="hashing",
