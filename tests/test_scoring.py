@@ -358,3 +358,43 @@ def test_bot_preset_weights_and_numpy_rewards() -> None:
     assert res.signal == "barycentric_transport"
     assert res.weights.shape == (3,) and torch.isfinite(res.weights).all()
     assert (res.weights > 0).all()
+
+
+def test_invalid_completions_enter_no_signal() -> None:
+    """An unscorable completion (valid=False) counts in nothing: not in RD, not in CD / BoT /
+    SE / EigenScore; the result equals scoring the group without it."""
+    comps = [["2 + 2 = 4", "it is 5", "four, so 4", "I think 7"], ["a cat", "a dog", "x", "a cow"]]
+    full = Groups.from_lists(
+        ["p0", "p1"],
+        comps,
+        [[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 1.0]],
+        logprobs=[[-1.0, -2.0, -0.5, -3.0], [-1.0, -1.5, -0.1, -2.0]],
+        valid=[[True, True, False, False], [True, True, False, True]],
+    )
+    kept = Groups.from_lists(
+        ["p0", "p1"],
+        [[c[0], c[1]] for c in comps[:1]] + [[comps[1][0], comps[1][1], comps[1][3]]],
+        [[1.0, 0.0], [0.5, 0.5, 1.0]],
+        logprobs=[[-1.0, -2.0], [-1.0, -1.5, -2.0]],
+    )
+    names = ["se", "cd", "bot", "rd", "eig", "nll"]
+    for config in (preset("gcpo"), WeightingConfig(completion_weighting="likelihood")):
+        scorer = GroupScorer(config, HashingEmbedder())
+        got, want = scorer.signals(full, names), scorer.signals(kept, names)
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], msg=name)
+    assert got["reward_dispersion"][0].item() == pytest.approx(0.5)  # [1, 0]: not 0.354
+    assert full.group_sizes.tolist() == [2, 3]
+    with pytest.raises(ValueError, match=r"valid\[0\]\[1\]: expected true/false"):
+        Groups.from_lists(["p"], [["a", "b"]], [[0, 1]], valid=[[True, 1]])
+
+
+def test_needs_lists_every_per_completion_input_the_config_uses() -> None:
+    assert GroupScorer(preset("gcpo")).needs() == set()
+    assert GroupScorer(preset("seed-grpo")).needs() == {"logprobs"}
+    assert GroupScorer(preset("grpo")).needs(["nll", "te"]) == {"logprobs", "token_entropy"}
+    liked = WeightingConfig(completion_weighting="likelihood")
+    assert GroupScorer(liked).needs() == {"logprobs"}
+    assert GroupScorer(WeightingConfig(signal="eigenscore", completion_weighting="likelihood")).needs() == set()
+    with pytest.raises(ValueError, match="unknown signal"):
+        GroupScorer(preset("gcpo")).needs(["nope"])

@@ -430,3 +430,27 @@ def test_bad_input_raises_value_error_naming_the_argument() -> None:
         S.barycentric_transport([[randn(2, 4), randn(1, 4)]], [[1.0]])
     with pytest.raises(ValueError, match="embeddings: expected a torch tensor or numpy array"):
         S.cosine_dispersion("not a tensor")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reward_dispersion_is_exactly_zero_for_every_constant_group(dtype: torch.dtype) -> None:
+    """A mean computed as sum(r / G) leaves round-off (e.g. 1.19e-7 at G = 10 in float32): a
+    constant group then looked active. Every constant group must give exactly 0."""
+    values = torch.linspace(0.0, 1.0, 101, dtype=dtype)
+    for g in range(2, 65):
+        r = values.unsqueeze(1).expand(-1, g)
+        assert bool((S.reward_dispersion(r) == 0).all()), g
+        # one member off by one ulp is a different group: RD > 0
+        bumped = r.clone()
+        bumped[:, -1] = torch.nextafter(bumped[:, -1], torch.full_like(bumped[:, -1], 2.0))
+        assert bool((S.reward_dispersion(bumped) > 0).all()), g
+    # masked members do not count; a single valid member or none gives 0
+    r = torch.tensor([[0.3, 0.3, 0.9], [0.7, 0.1, 0.2], [0.5, 0.4, 0.1]], dtype=dtype)
+    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    assert S.reward_dispersion(r, mask).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_reward_dispersion_uses_only_valid_members() -> None:
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False, False]])  # two unscorable completions
+    assert S.reward_dispersion(r, mask).item() == pytest.approx(0.5)

@@ -107,7 +107,7 @@ def test_train_run_directory_and_resume(tmp_path: Path) -> None:
     assert summary["steps"] == 2 and summary["heldout_prompts"] == 4
     assert 0.0 <= summary["heldout_reward_before"] <= 1.0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in rows if "gcpo/weight_mean" in r]
+    steps = [r["step"] for r in rows if "gcpo/active_groups" in r]
     assert steps == [1, 2]
     # the resolved config reproduces the run
     assert load_train_config(run / "config.yaml").output_dir == str(run)
@@ -126,7 +126,7 @@ def test_train_run_directory_and_resume(tmp_path: Path) -> None:
     assert state3["values"][: len(state2["values"])] == state2["values"]
     assert len(state3["values"]) == len(state2["values"]) + 2
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "gcpo/weight_mean" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if "gcpo/active_groups" in r] == [1, 2, 3]
     # held-out "before" is kept from the first session
     assert json.loads((run / "summary.json").read_text())["heldout_reward_before"] == pytest.approx(
         summary["heldout_reward_before"]

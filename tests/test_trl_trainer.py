@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,9 @@ class Recording(GCPOTrainer):
 
     def _group_weights(self, output):
         base = output["advantages"].detach().clone()
-        w = super()._group_weights(output)
+        w, w_all = super()._group_weights(output)
         self.records.append({"base": base, "weights": w.clone()})
-        return w
+        return w, w_all
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
@@ -139,10 +140,13 @@ def test_group_layout_advantages_and_weights(tmp_path: Path) -> None:
     last = trainer.records[-1]["groups"]
     assert last.rewards.shape == (n // G, G)
     for row in trainer.state.log_history[:-1]:
+        # weights are reported over the active groups (RD > 0), so only when there is one
+        weight_keys = ("gcpo/weight_mean", "gcpo/weight_min", "gcpo/weight_max", "gcpo/weight_std")
+        for key in weight_keys:
+            assert (key in row) == (row["gcpo/active_groups"] > 0), key
         for key in (
-            "gcpo/weight_mean",
-            "gcpo/weight_min",
-            "gcpo/weight_max",
+            "gcpo/active_groups",
+            "gcpo/uniform_fallback",
             "gcpo/reward_dispersion",
             "gcpo/frac_zero_reward_dispersion",
             "gcpo/signal/cd",
@@ -203,6 +207,122 @@ def test_seed_grpo_gets_logprobs(tmp_path: Path) -> None:
     assert groups.logprobs is not None
     assert (groups.logprobs[groups.mask] <= 0).all()
     assert "gcpo/signal/se" in trainer.state.log_history[0]
+
+
+# -- edge paths: what is applied is exactly what the method says --------------------------------
+
+
+def test_truncated_completions_keep_their_real_likelihood(tmp_path: Path) -> None:
+    """mask_truncated_completions zeroes a truncated completion's mask; its l_i must still be
+    its mean token log-prob over its real tokens, not 0 (which would take all softmax mass)."""
+    trainer = make_trainer(
+        tmp_path, weighting="seed-grpo", max_steps=1, mask_truncated_completions=True
+    )
+    trainer.train()
+    groups = trainer.records[0]["groups"]
+    assert groups.logprobs is not None
+    lp = groups.logprobs[groups.mask]
+    assert bool((lp < 0).all()), lp  # tiny-random truncates at 4 tokens: old code gave 0.0
+    # the same values as a plain forward pass over the real tokens (no truncation masking)
+    plain = make_trainer(tmp_path / "plain", weighting="seed-grpo", max_steps=1)
+    plain.train()
+    torch.testing.assert_close(plain.records[0]["groups"].logprobs, groups.logprobs)
+
+
+@pytest.mark.parametrize(
+    "weighting, extra",
+    [
+        ("grpo", ["nll", "te"]),
+        ("gcpo", ["negative_log_likelihood", "token_entropy", "se"]),
+    ],
+)
+def test_every_registered_signal_runs_in_the_trainer(
+    tmp_path: Path, weighting: str, extra: list[str]
+) -> None:
+    trainer = make_trainer(tmp_path, max_steps=1, weighting=weighting)
+    trainer.extra_signals = extra
+    trainer._gcpo_inputs = trainer.scorer.needs(extra)
+    trainer.train()
+    row = trainer.state.log_history[0]
+    assert {"gcpo/signal/nll", "gcpo/signal/te"} <= set(row)
+    groups = trainer.records[0]["groups"]
+    assert groups.logprobs is not None and groups.token_entropy is not None
+    assert bool((groups.token_entropy[groups.mask] > 0).all())
+
+
+def test_nll_and_likelihood_weighted_cd_as_the_weighting_signal(tmp_path: Path) -> None:
+    from gcpo.weighting import WeightingConfig
+
+    for config in (
+        WeightingConfig(signal="negative_log_likelihood"),
+        WeightingConfig(signal="token_entropy"),
+        WeightingConfig(signal="cosine_dispersion", completion_weighting="likelihood"),
+    ):
+        trainer = make_trainer(tmp_path / config.signal, max_steps=1, weighting=config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train()
+        assert not [w for w in caught if "likelihood weighting" in str(w.message)]
+        _, result = trainer.last_scores
+        assert not result.notes  # no silent fallback to uniform weights
+        groups = trainer.records[0]["groups"]
+        needed = groups.token_entropy if config.signal == "token_entropy" else groups.logprobs
+        assert needed is not None
+
+
+def test_normalize_then_sum_is_refused_for_gcpo_weighting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="multi_objective_aggregation: got 'normalize_then_sum'"):
+        make_trainer(tmp_path, multi_objective_aggregation="normalize_then_sum")
+    # plain GRPO (weight 1) has nothing to get wrong
+    make_trainer(tmp_path, weighting="grpo", multi_objective_aggregation="normalize_then_sum")
+
+
+def sometimes_none_reward(prompts, completions, **kwargs):
+    """1.0 / 0.0 by completion position, and None (unscorable) for the third of each four."""
+    return [None if i % 4 == 2 else float(i % 2) for i in range(len(completions))]
+
+
+def test_unscorable_completions_are_masked_out_of_every_signal(tmp_path: Path) -> None:
+    trainer = make_trainer(
+        tmp_path, reward=sometimes_none_reward, max_steps=1, num_generations=4,
+        per_device_train_batch_size=8,
+    )
+    trainer.train()
+    groups = trainer.records[0]["groups"]
+    assert groups.mask.tolist() == [[True, True, False, True]] * 2
+    from gcpo.signals import reward_dispersion
+
+    _, result = trainer.last_scores
+    # RD over the valid rewards [0, 1, 1] (not with a filled-in group mean)
+    expected = reward_dispersion(torch.tensor([[0.0, 1.0, 1.0]] * 2))
+    torch.testing.assert_close(result.reward_dispersion, expected.float())
+    # CD over the valid completions only
+    scorer = GroupScorer(preset("gcpo"), "hashing")
+    kept = Groups.from_lists(
+        groups.prompts, [[c[0], c[1], c[3]] for c in groups.completions], [[0, 1, 1]] * 2
+    )
+    torch.testing.assert_close(
+        result.signals["cosine_dispersion"], scorer.signals(kept)["cosine_dispersion"]
+    )
+    assert trainer.gcpo_counts["unscorable"] == 2
+
+
+def test_logged_weights_and_advantages_are_the_applied_ones(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, reward=answer_reward, max_steps=2)
+    trainer.train()
+    rec = trainer.records[-1]
+    _, result = trainer.last_scores
+    active = result.active
+    assert active.tolist() == (result.reward_dispersion > 0).tolist()
+    row = [r for r in trainer.state.log_history if "gcpo/active_groups" in r][-1]
+    assert row["gcpo/active_groups"] == float(active.sum())
+    if bool(active.any()):
+        w = result.weights.double()[active]
+        assert row["gcpo/weight_mean"] == pytest.approx(float(w.mean()))
+        assert row["gcpo/weight_min"] == pytest.approx(float(w.min()))
+    # TRL's completions log shows the advantages that were applied
+    logged = torch.tensor(list(trainer._logs["advantages"]))[-rec["final"].numel() :]
+    torch.testing.assert_close(logged.float(), rec["final"].float())
 
 
 def test_checkpoint_holds_and_restores_rank_state(tmp_path: Path) -> None:

@@ -189,7 +189,9 @@ def test_product_calibration_separates_equal_disagreement_by_reward_dispersion()
     assert torch.allclose(res.calibrated, torch.tensor([0.0, 0.3, 0.6]))
     assert res.weights[0] > res.weights[1] > res.weights[2]
     # without calibration they are equal
-    flat = group_weights(u, rd, WeightingConfig(normalization="bound", calibration="none"))
+    flat = group_weights(
+        u, rd, WeightingConfig(normalization="bound", calibration="none", renormalize=False)
+    )
     assert torch.allclose(flat, flat[0].expand(3))
     with pytest.raises(ValueError, match="reward_dispersion: calibration='product' needs"):
         group_weights(u, None, config)
@@ -236,7 +238,10 @@ def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
     w = group_weights(u, rd, config)
     assert w[rd > 0].mean().item() == pytest.approx(1.0)
     raw = group_weights(u, rd, WeightingConfig(**{**cfg.to_dict(config), "renormalize": False}))
-    assert torch.allclose(w / raw, (w / raw)[0].expand(5))  # one common factor
+    active = rd > 0
+    ratio = (w / raw)[active]
+    assert torch.allclose(ratio, ratio[0].expand(3))  # one common factor on the active groups
+    assert torch.equal(w[~active], raw[~active])  # inactive groups are not rescaled
     # no group with RD > 0: left as is
     zero_rd = torch.zeros(5)
     kept = group_weights(u, zero_rd, config)
@@ -334,3 +339,52 @@ def test_permuting_groups_permutes_weights(name: str) -> None:
     w = group_weights(u, rd, config, initial_state(config), group_size=8)
     wp = group_weights(u[perm], rd[perm], config, initial_state(config), group_size=8)
     assert torch.allclose(wp, w[perm], atol=1e-12)
+
+
+def test_binary_groups_that_move_the_policy_get_mean_weight_one() -> None:
+    """8 groups of G = 10 binary rewards, 3 all-correct: the mean weight over the 5 groups whose
+    advantages are non-zero is exactly 1 (was 1.051 when constant groups counted as active)."""
+    from gcpo.signals import reward_dispersion
+
+    gen = torch.Generator().manual_seed(0)
+    rewards = (torch.rand(8, 10, generator=gen) < 0.5).float()
+    rewards[:3] = 1.0
+    rewards[3:, 0], rewards[3:, 1] = 1.0, 0.0  # every other group is mixed
+    rd = reward_dispersion(rewards)
+    assert rd[:3].tolist() == [0.0] * 3
+    config = WeightingConfig(normalization="bound", alpha=0.9)
+    u = torch.rand(8, generator=gen)
+    w = group_weights(u, rd, config)
+    moving = rewards.std(dim=1) > 0
+    assert w[moving].double().mean().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_renormalisation_is_finite_for_extreme_exp_modulation() -> None:
+    for alpha in (1.0, 740.0, 1e6):
+        config = WeightingConfig(
+            normalization="bound", calibration="none", modulation="exp", alpha=alpha
+        )
+        u = torch.tensor([0.99, 1.0, 0.995, 0.3])
+        rd = torch.tensor([0.2, 0.3, 0.1, 0.0])
+        res = group_weights_detailed(u, rd, config)
+        assert bool(torch.isfinite(res.weights).all()), alpha
+        assert res.weights[:3].double().mean().item() == pytest.approx(1.0, abs=1e-6)
+        assert not res.fallback
+        # the most certain active group gets the most weight; at huge alpha all of it
+        assert res.weights[0] == res.weights[:3].max()
+    assert res.weights[0].item() == pytest.approx(3.0)
+
+
+def test_all_zero_active_weights_fall_back_to_one_and_say_so() -> None:
+    config = WeightingConfig(
+        normalization="bound", calibration="none", modulation="focal", alpha=1.0
+    )
+    u = torch.tensor([1.0, 1.0, 0.2])
+    rd = torch.tensor([0.3, 0.1, 0.0])
+    res = group_weights_detailed(u, rd, config)
+    assert res.fallback
+    assert res.weights[:2].tolist() == [1.0, 1.0]  # the batch still trains, as plain GRPO
+    assert bool(torch.isfinite(res.weights).all())
+    # without renormalisation nothing is rescaled and nothing falls back
+    raw = group_weights_detailed(u, rd, WeightingConfig(**{**cfg.to_dict(config), "renormalize": False}))
+    assert raw.weights[:2].tolist() == [0.0, 0.0] and not raw.fallback

@@ -120,9 +120,10 @@ def _is_seq(x: Any) -> bool:
 
 
 def _padded(
-    values: Any, sizes: list[int], name: str, *, required: bool = False
+    values: Any, sizes: list[int], name: str, *, required: bool = False, boolean: bool = False
 ) -> torch.Tensor | None:
-    """Ragged per-completion numbers -> ``[B, Gmax]`` float32 (0 in padding), checked finite.
+    """Ragged per-completion numbers -> ``[B, Gmax]`` float32 (0 in padding), checked finite
+    (``boolean``: bools -> 1.0 / 0.0, anything else is an error).
 
     Lists must have exactly ``G_b`` values per group; a ``[B, G]`` tensor / array may be wider
     than a group (its padding columns are ignored).
@@ -151,6 +152,11 @@ def _padded(
                 f"{name}[{b}]: expected {g} values (one per completion), got {len(row)}"
             )
         for i, v in enumerate(row[:g]):
+            if boolean:
+                if not isinstance(v, bool):
+                    raise ValueError(f"{name}[{b}][{i}]: expected true/false, got {v!r:.80}")
+                out[b, i] = float(v)
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{name}[{b}][{i}]: expected a number, got {v!r:.80}")
             if not math.isfinite(v):
@@ -167,7 +173,9 @@ class Groups:
         prompts: ``B`` prompt strings.
         completions: ``B`` lists of ``G_b >= 1`` completion strings.
         rewards: ``[B, Gmax]`` float32 (0 in padding).
-        mask: ``[B, Gmax]`` bool, True = a real completion.
+        mask: ``[B, Gmax]`` bool, True = a valid completion: a real one (not padding) that could be
+            scored. Every signal, the reward dispersion and the likelihood weights use only valid
+            completions.
         logprobs: ``[B, Gmax]`` length-normalised sequence log-likelihoods (mean token log-prob),
             or None.
         token_entropy: ``[B, Gmax]`` mean token entropy per completion (nats), or None.
@@ -201,8 +209,14 @@ class Groups:
         logprobs: Any = None,
         answers: Sequence[Sequence[str | None]] | None = None,
         token_entropy: Any = None,
+        valid: Any = None,
     ) -> Groups:
         """Validate and pad ragged lists (tensors ``[B, G]`` are accepted for the numbers).
+
+        ``valid`` (optional; ``B`` lists of ``G_b`` bools or a ``[B, G]`` bool tensor) marks the
+        completions that could be scored; ``False`` (e.g. a reward function returned None) leaves
+        a completion out of the mask, so it enters no signal and no reward dispersion (its
+        ``rewards`` entry must still be a number; it is ignored).
 
         Raises ValueError naming the field and ``[group][completion]`` index for a length
         mismatch, a non-string completion, or a NaN / infinite number.
@@ -240,6 +254,10 @@ class Groups:
         mask = torch.zeros(r.shape, dtype=torch.bool)
         for b, g in enumerate(sizes):
             mask[b, :g] = True
+        if valid is not None:
+            ok = _padded(valid, sizes, "valid", boolean=True)
+            assert ok is not None
+            mask &= ok.to(torch.bool)
         keys: list[list[str | None]] | None = None
         if answers is not None:
             if isinstance(answers, str) or len(answers) != len(sizes):
@@ -339,6 +357,9 @@ class ScoreResult:
             ``extra_signals``).
         timings: seconds: ``embed_s`` (embedder), ``signals_s`` (all signal functions) and one
             ``<signal>_s`` per signal.
+        active: ``[B]`` bool, the groups that carry learning signal (``RD > 0``); the weights
+            are renormalised over these, and only these are scaled in effect.
+        fallback: True when every active group got weight 0 and the weights fell back to 1.
         state: the rank-normalisation state used (updated), or None.
         notes: human-readable warnings (e.g. a likelihood weighting that fell back to uniform).
     """
@@ -351,6 +372,8 @@ class ScoreResult:
     weights: torch.Tensor
     signals: dict[str, torch.Tensor]
     timings: dict[str, float]
+    active: torch.Tensor
+    fallback: bool = False
     state: RankNormalizerState | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -425,6 +448,28 @@ class GroupScorer:
 
     # -- what to compute ------------------------------------------------------------------------
 
+    def needs(self, extra_signals: Sequence[str] | str = ()) -> set[str]:
+        """Per-completion inputs :meth:`score` needs beyond texts and rewards, for the config's
+        signal plus ``extra_signals``: a subset of ``{"logprobs", "token_entropy"}``.
+
+        A trainer computes exactly these (e.g. one no-grad forward pass for log-probs), so every
+        configured signal runs, and a likelihood weighting never silently falls back to uniform.
+        """
+        cfg = self.config
+        names = [] if cfg.signal == "none" else [cfg.signal]
+        wanted = resolve_signal_names([*names, *resolve_signal_names(extra_signals)])
+        out: set[str] = set()
+        if "negative_log_likelihood" in wanted:
+            out.add("logprobs")
+        if "semantic_entropy" in wanted and cfg.se_likelihood_weighting:
+            out.add("logprobs")
+        geometric = {"cosine_dispersion", "barycentric_transport"}
+        if cfg.completion_weighting == "likelihood" and geometric & set(wanted):
+            out.add("logprobs")
+        if "token_entropy" in wanted:
+            out.add("token_entropy")
+        return out
+
     def _wants_embeddings(self, names: Sequence[str]) -> bool:
         se_emb = "semantic_entropy" in names and self.config.se_clusterer == "embedding"
         return se_emb or any(n in _NEEDS_EMBEDDINGS for n in names)
@@ -435,19 +480,22 @@ class GroupScorer:
         """Embeddings ``[B, Gmax, D]`` and/or point clouds, from one ``embed`` call."""
         texts: list[str] = []
         seg_spans: list[list[tuple[int, int]]] = []
-        if completions:
-            for group in groups.completions:
-                texts.extend(group)
-        if clouds:
+        valid = groups.mask.tolist()
+        if completions:  # invalid completions keep a zero row (masked out of every signal)
+            for group, ok in zip(groups.completions, valid, strict=True):
+                texts.extend(t for t, v in zip(group, ok, strict=False) if v)
+        if clouds:  # the point clouds of the valid completions only
             m = self.config.bot_max_segments
-            for group in groups.completions:
+            for group, ok in zip(groups.completions, valid, strict=True):
                 spans = []
-                for text in group:
+                for text, v in zip(group, ok, strict=False):
+                    if not v:
+                        continue
                     segs = self.embedder.segments(text, m)
                     spans.append((len(texts), len(texts) + len(segs)))
                     texts.extend(segs)
                 seg_spans.append(spans)
-        vecs = self.embedder.embed(texts)
+        vecs = self.embedder.embed(texts) if texts else torch.zeros(0, 1)
         if vecs.dim() != 2 or vecs.shape[0] != len(texts):
             raise ValueError(
                 f"embedder: embed() of {len(texts)} texts returned shape {tuple(vecs.shape)}, "
@@ -458,10 +506,8 @@ class GroupScorer:
         if completions:
             b, g = groups.mask.shape
             emb = torch.zeros(b, g, vecs.shape[1], dtype=torch.float32)
-            pos = 0
-            for i, group in enumerate(groups.completions):
-                emb[i, : len(group)] = vecs[pos : pos + len(group)]
-                pos += len(group)
+            idx = groups.mask.nonzero()  # row-major: the order the valid texts were added in
+            emb[idx[:, 0], idx[:, 1]] = vecs[: idx.shape[0]]
         cl = None
         if clouds:
             cl = [[vecs[a:z] for a, z in spans] for spans in seg_spans]
@@ -552,8 +598,8 @@ class GroupScorer:
             elif name == "cosine_dispersion":
                 value = cosine_dispersion(emb, cw, mask)
             elif name == "barycentric_transport":
-                assert clouds is not None
-                w = None if cw is None else [cw[b, : len(c)] for b, c in enumerate(clouds)]
+                assert clouds is not None  # valid completions only, in order
+                w = None if cw is None else [cw[b][mask[b]] for b in range(len(clouds))]
                 value = barycentric_transport(
                     clouds,
                     w,
@@ -617,6 +663,8 @@ class GroupScorer:
             weights=res.weights,
             signals=sig,
             timings=timings,
+            active=res.active,
+            fallback=res.fallback,
             state=state,
             notes=notes,
         )

@@ -615,18 +615,29 @@ def reward_dispersion(rewards: Any, mask: Any | None = None) -> torch.Tensor:
 
     Args:
         rewards: ``[B, G]`` float.
-        mask: ``[B, G]`` bool, True = valid.
+        mask: ``[B, G]`` bool, True = valid (a scored completion; unscorable ones are masked).
 
     Returns:
         ``[B]`` float, ``sqrt(mean_i (r_i - r_bar)^2)`` over valid members (no Bessel correction,
-        unlike TRL's advantage std). 0 for single-member, constant and all-masked groups.
+        unlike TRL's advantage std). Exactly 0 when the valid rewards are all equal (constant,
+        single-member and all-masked groups), and > 0 otherwise: ``RD > 0`` is the one test of
+        "this group carries learning signal" (:func:`gcpo.weighting.active_groups`).
     """
     r = _float_tensor(rewards, "rewards", 2)
     m = _check_mask(mask, (r.shape[0], r.shape[1]), r.device)
-    w = _completion_weights(None, m, r.dtype)
-    mean = (w * r).sum(dim=1, keepdim=True)
-    var = (w * (r - mean) ** 2).sum(dim=1)
-    return var.clamp_min(0.0).sqrt()
+    x = r.to(torch.float64)
+    # Deviations from the first valid member: a constant group is all zeros, so its mean and
+    # dispersion are exactly 0 whatever G (a mean of the raw values, sum(r / G), is not).
+    first = m.to(torch.int8).argmax(dim=1, keepdim=True)
+    d = torch.where(m, x - x.gather(1, first), torch.zeros_like(x))
+    n = m.sum(dim=1).clamp_min(1).to(torch.float64)
+    mean = d.sum(dim=1, keepdim=True) / n.unsqueeze(1)
+    var = torch.where(m, (d - mean) ** 2, torch.zeros_like(d)).sum(dim=1) / n
+    constant = (d == 0).all(dim=1)
+    # float64 squares of float32 differences cannot underflow, but keep "> 0 iff not constant"
+    # exact for any input by flooring at the output dtype's smallest normal number
+    rd = var.sqrt().clamp_min(torch.finfo(r.dtype).tiny)
+    return torch.where(constant, torch.zeros_like(rd), rd).to(r.dtype)
 
 
 @register_signal(

@@ -11,10 +11,15 @@
 3. **modulate**: ``weight = f(alpha * U~)`` with ``f`` = ``linear`` ``max(1 - x, w_min)``,
    ``exp`` ``e^-x``, ``focal`` ``max(1 - x, 0)^gamma`` or ``inverse`` ``1 / (1 + x)`` (skipped
    for ``snr``);
-4. **renormalise** (optional): multiply every weight by one factor so that the mean weight over
-   groups with ``RD > 0`` is 1 (over all groups when ``RD`` is not given). Groups with ``RD = 0``
-   get the same factor; their GRPO advantages are 0, so their weight has no effect. When no group
-   has ``RD > 0``, or their weights sum to 0, the weights are left as they are.
+4. **renormalise** (optional): multiply the weights of the *active* groups (``RD > 0``, see
+   :func:`active_groups`; every group when ``RD`` is not given) by one factor so that their mean
+   is 1. Inactive groups keep their unscaled weight: their GRPO advantages are 0 (or, in verl, a
+   single-response group's raw score), so nothing of the re-allocation may reach them. Computed
+   in float64 relative to the largest active weight, so the result is always finite (``exp``
+   modulation is renormalised from its exponents, exact however large ``alpha * U~``). When every
+   active weight is 0 (e.g. ``focal`` with ``alpha >= 1`` and no calibration) the batch would
+   not move the policy at all: the weights fall back to 1 (plain GRPO for that batch) and
+   :attr:`WeightingResult.fallback` says so, for the caller to warn and count.
 
 Named presets (``grpo``, ``seed-grpo``, ``seed-grpo-strong``, ``gcpo``, ``gcpo-bot``) are YAML
 files in ``gcpo/configs/presets`` -- the source of truth -- loaded by :func:`preset`.
@@ -45,6 +50,7 @@ __all__ = [
     "calibrate",
     "modulate",
     "renormalize",
+    "active_groups",
     "group_weights",
     "group_weights_detailed",
 ]
@@ -154,11 +160,15 @@ class WeightingConfig:
 
 @dataclass(frozen=True)
 class WeightingResult:
-    """``weights[B]`` and the intermediate ``normalized[B]`` / ``calibrated[B]`` signal (U~)."""
+    """``weights[B]``, the intermediate ``normalized[B]`` / ``calibrated[B]`` signal (U~), the
+    ``active[B]`` mask renormalisation used, and ``fallback``: True when every active group got
+    weight 0 and the weights fell back to 1 (see :func:`renormalize`)."""
 
     weights: torch.Tensor
     normalized: torch.Tensor
     calibrated: torch.Tensor
+    active: torch.Tensor
+    fallback: bool = False
 
 
 def available_presets() -> list[str]:
@@ -353,18 +363,49 @@ def modulate(calibrated: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
     return 1.0 / (1.0 + x)
 
 
-def renormalize(weights: torch.Tensor, reward_dispersion: torch.Tensor | None) -> torch.Tensor:
-    """Step 4: one factor making the mean weight over groups with ``RD > 0`` equal to 1."""
+def active_groups(reward_dispersion: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: the groups that carry learning signal, ``RD > 0``.
+
+    The one definition used by renormalisation, the trainers' metrics and the diagnostics.
+    :func:`gcpo.signals.reward_dispersion` is exactly 0 for a group whose valid rewards are all
+    equal, so this is exact: an active group is one whose GRPO advantages are not all zero.
+    """
+    return reward_dispersion > 0
+
+
+def renormalize(
+    weights: torch.Tensor,
+    reward_dispersion: torch.Tensor | None,
+    *,
+    log_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """Step 4: one factor on the active groups making their mean weight 1.
+
+    Returns ``(weights, fallback)``. ``log_weights`` (optional, ``[B]``) are the weights' logs
+    (``exp`` modulation passes ``-alpha * U~``): the active weights are then recomputed relative
+    to the largest one in log space, so no weight underflows to 0 before renormalising. Inactive
+    groups (``RD = 0``) keep their weight; with no active group the weights are returned as they
+    are; when every active weight is 0 they fall back to 1 and ``fallback`` is True.
+    """
+    w = weights.to(torch.float64)
     active = (
-        torch.ones_like(weights, dtype=torch.bool)
+        torch.ones_like(w, dtype=torch.bool)
         if reward_dispersion is None
-        else reward_dispersion.to(weights.device) > 0
+        else active_groups(reward_dispersion.to(w.device))
     )
-    n = int(active.sum())
-    total = weights[active].sum()
-    if n == 0 or not bool(total > 0):
-        return weights
-    return weights * (n / total)
+    if not bool(active.any()):
+        return weights, False
+    if log_weights is not None:
+        lw = log_weights.to(torch.float64)
+        scaled = torch.exp(lw - lw[active].max())  # the largest active weight becomes exactly 1
+    else:
+        peak = w[active].max()
+        if not bool(peak > 0):
+            return torch.where(active, torch.ones_like(w), w).to(weights.dtype), True
+        scaled = w / peak
+    factor = 1.0 / scaled[active].mean()  # the mean is >= 1/n: finite
+    out = torch.where(active, scaled * factor, w)
+    return out.to(weights.dtype), False
 
 
 def group_weights_detailed(
@@ -392,13 +433,21 @@ def group_weights_detailed(
             raise ValueError(f"reward_dispersion: must be >= 0, got minimum {rd.min().item()}")
     if config.signal == "none":
         zeros = torch.zeros_like(u, dtype=out_dtype)
-        return WeightingResult(torch.ones_like(u, dtype=out_dtype), zeros, zeros)
+        active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
+        return WeightingResult(torch.ones_like(u, dtype=out_dtype), zeros, zeros, active)
     un = normalize(u, config, state, group_size=group_size, bound=bound)
     ut = calibrate(un, rd, config)
     w = modulate(ut, config)
+    fallback = False
     if config.renormalize:
-        w = renormalize(w, rd)
-    return WeightingResult(w.to(out_dtype), un.to(out_dtype), ut.to(out_dtype))
+        log_w = None
+        if config.modulation == "exp" and config.calibration != "snr":
+            log_w = -config.alpha * ut
+        w, fallback = renormalize(w, rd, log_weights=log_w)
+    active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
+    return WeightingResult(
+        w.to(out_dtype), un.to(out_dtype), ut.to(out_dtype), active, fallback
+    )
 
 
 def group_weights(

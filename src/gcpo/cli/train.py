@@ -80,9 +80,22 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"before {fmt(s['heldout_reward_before'])} -> after {fmt(s['heldout_reward_after'])}"
     )
     print(
-        f"  group weight: mean {fmt(s['mean_weight'])}, min {fmt(s['min_weight'])}, "
-        f"max {fmt(s['max_weight'])}"
+        f"  applied group weight (groups with reward dispersion > 0): mean {fmt(s['mean_weight'])}, "
+        f"min {fmt(s['min_weight'])}, max {fmt(s['max_weight'])}, "
+        f"spread (std within a step) {fmt(s.get('weight_spread'))}; "
+        f"active groups per step {fmt(s.get('mean_active_groups'))}"
     )
+    if s.get("few_active_groups"):
+        print(
+            "  note: fewer than 2 groups had reward dispersion in most steps, so the weights were "
+            "renormalised to 1 and this trained as plain GRPO; give it more prompts per step "
+            "(per_device_train_batch_size / num_generations, or generation_batch_size)"
+        )
+    if s.get("uniform_fallback_batches"):
+        print(
+            f"  note: in {s['uniform_fallback_batches']} batches every active group got weight 0 "
+            "and the batch was trained with weight 1 (gcpo/uniform_fallback)"
+        )
     print(
         f"  train reward: first step {fmt(s['train_reward_first'])}, last step {fmt(s['train_reward_last'])}"
     )

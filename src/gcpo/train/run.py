@@ -34,6 +34,7 @@ from gcpo.train.config import TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
 
 __all__ = [
+    "weight_summary",
     "run_training",
     "resume_training",
     "resolve_run_dir",
@@ -271,9 +272,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     plot_path = run_dir / "metrics.png"
     if config.plot and rows:
         plot_metrics(rows, plot_path, title=f"{config.preset} on {config.dataset or config.task}")
-    weights = [r["gcpo/weight_mean"] for r in rows if r.get("gcpo/weight_mean") is not None]
-    wmins = [r["gcpo/weight_min"] for r in rows if r.get("gcpo/weight_min") is not None]
-    wmaxs = [r["gcpo/weight_max"] for r in rows if r.get("gcpo/weight_max") is not None]
     summary = {
         "preset": config.preset,
         "model": config.model,
@@ -282,9 +280,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         "heldout_prompts": len(heldout_rows),
         "heldout_reward_before": before,
         "heldout_reward_after": after,
-        "mean_weight": sum(weights) / len(weights) if weights else None,
-        "min_weight": min(wmins) if wmins else None,
-        "max_weight": max(wmaxs) if wmaxs else None,
+        **weight_summary(rows),
+        "uniform_fallback_batches": trainer.gcpo_counts["uniform_fallback"],
         "train_reward_first": next(
             (r["reward"] for r in rows if r.get("reward") is not None), None
         ),
@@ -304,6 +301,30 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     return summary
+
+
+def weight_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the weighting did over a run, from its logged steps: the applied weights (over
+    active groups, RD > 0), their spread, and how many groups per step were active.
+
+    ``few_active_groups`` is set when fewer than 2 groups were active in most steps: then
+    renormalisation forces the single active group's weight to 1 and the run is plain GRPO.
+    """
+
+    def values(key: str) -> list[float]:
+        return [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+
+    means, mins, maxs = values("gcpo/weight_mean"), values("gcpo/weight_min"), values("gcpo/weight_max")
+    stds, active = values("gcpo/weight_std"), values("gcpo/active_groups")
+    few = sum(a < 2 for a in active)
+    return {
+        "mean_weight": sum(means) / len(means) if means else None,
+        "min_weight": min(mins) if mins else None,
+        "max_weight": max(maxs) if maxs else None,
+        "weight_spread": sum(stds) / len(stds) if stds else None,
+        "mean_active_groups": sum(active) / len(active) if active else None,
+        "few_active_groups": bool(active) and few > len(active) / 2,
+    }
 
 
 def fresh_run_dir(config: TrainConfig, run_dir: str | Path | None = None) -> Path:

@@ -35,6 +35,7 @@ extra no-grad forward pass of the policy computes them (counted in ``gcpo/logpro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,8 @@ from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
 GCPO_STATE_FILE = "gcpo_state.json"
+
+logger = logging.getLogger(__name__)
 
 
 def prompt_text(prompt: Any) -> str:
@@ -110,6 +113,19 @@ class GCPOTrainer(GRPOTrainer):
         self.scorer = scorer or GroupScorer(weighting, embedder, answer_fn)
         self.weighting = self.scorer.config
         self.extra_signals = list(extra_signals)
+        if self.multi_objective_aggregation != "sum_then_normalize" and (
+            self.weighting.signal != "none"
+        ):
+            raise ValueError(
+                f"multi_objective_aggregation: got {self.multi_objective_aggregation!r}; GCPO "
+                "weighting needs 'sum_then_normalize' (TRL's default): with 'normalize_then_sum' "
+                "TRL baselines each completion on the batch, not its group, so a group's reward "
+                "dispersion no longer tells whether its advantages move the policy"
+            )
+        self._gcpo_inputs = self.scorer.needs(self.extra_signals)  # fails early on a bad name
+        self._gcpo_lengths: list[int] | None = None
+        self.gcpo_counts: dict[str, int] = {"uniform_fallback": 0, "unscorable": 0}
+        _quiet_unscorable_warning()
         self.gcpo_state: RankNormalizerState | None = initial_state(self.weighting)
         self.last_scores: tuple[list[str], ScoreResult] | None = None
         self.last_groups: Groups | None = None
@@ -126,6 +142,8 @@ class GCPOTrainer(GRPOTrainer):
         rewards_per_func = sanitize_rewards(rewards_per_func)
         self._gcpo_rewards = rewards_per_func  # gathered: [N_global, n_reward_funcs]
         self._gcpo_texts = (list(prompts), list(completions))
+        # real token counts: TRL zeroes a truncated completion's mask (mask_truncated_completions)
+        self._gcpo_lengths = [len(ids) for ids in completion_ids_list]
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):  # type: ignore[no-untyped-def]
@@ -138,11 +156,22 @@ class GCPOTrainer(GRPOTrainer):
                 "GCPOTrainer: TRL's _generate_and_score_completions did not call _calculate_rewards; "
                 "this TRL version is not supported (pin trl>=1.16,<1.17)"
             )
-        weights_local = self._group_weights(output)
+        weights_local, weights_global = self._group_weights(output)
         output["advantages"] = output["advantages"] * weights_local.to(
             output["advantages"].device, output["advantages"].dtype
         )
+        self._log_applied_advantages(weights_global)
         return output
+
+    def _log_applied_advantages(self, weights: torch.Tensor) -> None:
+        """TRL logged the gathered advantages before weighting (completions table): replace
+        them by the applied ones, ``weight x advantage``."""
+        logged = self._logs.get("advantages") if isinstance(self._logs, dict) else None
+        n = weights.numel()
+        if logged is None or len(logged) < n:
+            return
+        before = [logged.pop() for _ in range(n)][::-1]
+        logged.extend((torch.tensor(before, dtype=torch.float64) * weights.double()).tolist())
 
     def _get_output_dir(self, trial):  # type: ignore[no-untyped-def]
         staging = getattr(self, "_gcpo_staging", None)
@@ -213,40 +242,61 @@ class GCPOTrainer(GRPOTrainer):
 
     # -- the GCPO part --------------------------------------------------------------------------
 
-    def _needs_logprobs(self) -> bool:
-        cfg = self.weighting
-        uses_se = cfg.signal == "semantic_entropy" or any(
-            s in ("se", "semantic_entropy") for s in self.extra_signals
-        )
-        return (uses_se and cfg.se_likelihood_weighting) or (
-            cfg.completion_weighting == "likelihood"
-            and cfg.signal in ("cosine_dispersion", "barycentric_transport")
-        )
+    def _completion_stats(
+        self, output: dict[str, Any], logprobs: bool, entropy: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``[N_local]`` mean token log-prob (``l_i``) and mean token entropy of each completion
+        under the sampling policy, over its real tokens.
 
-    def _sequence_logprobs(self, output: dict[str, Any]) -> torch.Tensor:
-        """``[N_local]`` mean token log-prob of each completion under the sampling policy."""
-        mask = output["completion_mask"].to(torch.float32)
-        per_token = output.get("old_per_token_logps")
-        if per_token is None:
-            per_token = output.get("sampling_per_token_logps")
-        if per_token is None:
-            prompt_completion_ids = torch.cat(
-                [output["prompt_ids"], output["completion_ids"]], dim=1
-            )
-            attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        Real tokens come from the generated lengths, not ``completion_mask``: with
+        ``mask_truncated_completions`` TRL zeroes a truncated completion's mask (and attention),
+        which would give it ``l = 0``, the highest possible likelihood. TRL's per-token log-probs
+        are reused when they were computed on real tokens (vLLM's sampling log-probs, or TRL's
+        ``old_per_token_logps`` when no completion was masked); otherwise one no-grad forward
+        pass computes them (and the entropies, which TRL does not keep).
+        """
+        if not (logprobs or entropy):
+            return None, None
+        ids = output["completion_ids"]
+        assert self._gcpo_lengths is not None and len(self._gcpo_lengths) == ids.size(0)
+        lengths = torch.tensor(self._gcpo_lengths, device=ids.device)
+        real = torch.arange(ids.size(1), device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)
+        masked_any = bool((output["completion_mask"].bool() != real).any())
+        per_token = output.get("sampling_per_token_logps")
+        if per_token is None and not masked_any:
+            per_token = output.get("old_per_token_logps")
+        per_token_entropy = None
+        if per_token is None or entropy:
+            attention_mask = torch.cat([output["prompt_mask"], real.to(output["prompt_mask"].dtype)], 1)
             with torch.no_grad():
-                per_token, _, _ = self._get_per_token_logps_and_entropies(
+                computed, per_token_entropy, _ = self._get_per_token_logps_and_entropies(
                     self.model,
-                    prompt_completion_ids,
+                    torch.cat([output["prompt_ids"], ids], dim=1),
                     attention_mask,
-                    output["completion_ids"].size(1),
+                    ids.size(1),
                     batch_size=self.args.per_device_train_batch_size,
+                    compute_entropy=entropy,
                 )
-        per_token = torch.nan_to_num(per_token.to(torch.float32), nan=0.0)
-        return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            per_token = computed if per_token is None else per_token
 
-    def _group_weights(self, output: dict[str, Any]) -> torch.Tensor:
-        """Score the gathered batch; return the weight of each *local* sample ``[N_local]``."""
+        def mean_over_real(values: torch.Tensor) -> torch.Tensor:
+            values = values.to(torch.float32)
+            ok = real & ~torch.isnan(values)  # vLLM marks tokens it could not score as NaN
+            total = torch.where(ok, values, torch.zeros_like(values)).sum(dim=1)
+            return total / ok.sum(dim=1).clamp(min=1)
+
+        lp = mean_over_real(per_token) if logprobs else None
+        ent = mean_over_real(per_token_entropy) if per_token_entropy is not None else None
+        return lp, ent
+
+    def _gather_per_completion(self, local: torch.Tensor | None, g: int) -> torch.Tensor | None:
+        if local is None:
+            return None
+        return self.accelerator.gather(local.contiguous()).float().cpu().view(-1, g)
+
+    def _group_weights(self, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score the gathered batch; return the weight of each *local* sample ``[N_local]`` and
+        of every gathered sample ``[N_global]``."""
         assert self._gcpo_rewards is not None and self._gcpo_texts is not None
         local_prompts, local_completions = self._gcpo_texts
         n_local = len(local_prompts)
@@ -257,7 +307,9 @@ class GCPOTrainer(GRPOTrainer):
 
         rewards_per_func = self._gcpo_rewards
         weights = self.reward_weights.to(rewards_per_func.device)
-        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        # A completion no reward function could score (TRL: advantage 0) is left out of the
+        # group: of its reward dispersion and of every signal (Groups' validity mask).
+        unscorable = torch.isnan(rewards_per_func).all(dim=1).cpu()
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1).to(torch.float32).cpu()
         n_global = rewards.numel()
         if n_global != len(completions) or n_global % g != 0:
@@ -265,23 +317,16 @@ class GCPOTrainer(GRPOTrainer):
                 f"GCPOTrainer: gathered batch has {n_global} rewards and {len(completions)} completions; "
                 f"expected equal counts divisible by num_generations={g} (TRL group layout changed?)"
             )
-        rewards = rewards.view(-1, g)
-        # A completion no reward function could score must not add reward dispersion:
-        # give it its group's mean reward (TRL gives it advantage 0).
-        unscorable = unscorable.cpu().view(-1, g)
-        if unscorable.any():
-            filled = rewards.masked_fill(unscorable, 0.0)
-            counts = (~unscorable).sum(dim=1, keepdim=True).clamp(min=1)
-            mean = filled.sum(dim=1, keepdim=True) / counts
-            rewards = torch.where(unscorable, mean.expand_as(rewards), rewards)
+        rewards = rewards.masked_fill(unscorable, 0.0).view(-1, g)
+        self.gcpo_counts["unscorable"] += int(unscorable.sum())
 
-        logprobs = None
-        t_lp = 0.0
-        if self._needs_logprobs():
-            t0 = time.perf_counter()
-            local_lp = self._sequence_logprobs(output)
-            logprobs = self.accelerator.gather(local_lp.contiguous()).float().cpu().view(-1, g)
-            t_lp = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        local_lp, local_ent = self._completion_stats(
+            output, "logprobs" in self._gcpo_inputs, "token_entropy" in self._gcpo_inputs
+        )
+        logprobs = self._gather_per_completion(local_lp, g)
+        entropies = self._gather_per_completion(local_ent, g)
+        t_lp = time.perf_counter() - t0 if (local_lp is not None or local_ent is not None) else 0.0
 
         n_groups = n_global // g
         group_prompts = [prompts[b * g] for b in range(n_groups)]
@@ -290,27 +335,46 @@ class GCPOTrainer(GRPOTrainer):
             [completions[b * g : (b + 1) * g] for b in range(n_groups)],
             rewards,
             logprobs=logprobs,
+            token_entropy=entropies,
+            valid=~unscorable.view(-1, g),
         )
         result = self.scorer.score(groups, self.gcpo_state, extra_signals=self.extra_signals)
         if result.state is not None:
             self.gcpo_state = result.state
+        if result.fallback:
+            self.gcpo_counts["uniform_fallback"] += 1
+            if self.gcpo_counts["uniform_fallback"] == 1:
+                logger.warning(
+                    "gcpo: every active group got weight 0 (weighting %s); this batch is trained "
+                    "with weight 1 (plain GRPO) instead of not at all. Counted in "
+                    "gcpo/uniform_fallback; lower alpha or use calibration/w_min.",
+                    self.weighting.signal,
+                )
         self.last_groups = groups
         self.last_scores = (group_prompts, result)
         self._log_scores(result, t_lp)
 
         per_sample = result.weights.to(torch.float32).repeat_interleave(g)
         start = self.accelerator.process_index * n_local
-        return per_sample[start : start + n_local]
+        return per_sample[start : start + n_local], per_sample
 
     def _log_scores(self, result: ScoreResult, logprob_s: float) -> None:
+        """Per-step metrics. Weights are reported over the *active* groups (RD > 0) only: the
+        ones whose advantages the weights actually scale."""
         m = self._metrics["train"]
-        w = result.weights.to(torch.float64)
+        active = result.active
+        n_active = int(active.sum())
         rd = result.reward_dispersion.to(torch.float64)
-        m["gcpo/weight_mean"].append(float(w.mean()))
-        m["gcpo/weight_min"].append(float(w.min()))
-        m["gcpo/weight_max"].append(float(w.max()))
+        m["gcpo/active_groups"].append(float(n_active))
+        m["gcpo/frac_zero_reward_dispersion"].append(1.0 - n_active / max(rd.numel(), 1))
+        if n_active:
+            w = result.weights.to(torch.float64)[active]
+            m["gcpo/weight_mean"].append(float(w.mean()))
+            m["gcpo/weight_min"].append(float(w.min()))
+            m["gcpo/weight_max"].append(float(w.max()))
+            m["gcpo/weight_std"].append(float(w.std(unbiased=False)))
+        m["gcpo/uniform_fallback"].append(float(result.fallback))
         m["gcpo/reward_dispersion"].append(float(rd.mean()))
-        m["gcpo/frac_zero_reward_dispersion"].append(float((rd <= 1e-8).to(torch.float64).mean()))
         for name, value in result.signals.items():
             if name != "reward_dispersion":
                 m[f"gcpo/signal/{short_name(name)}"].append(float(value.to(torch.float64).mean()))
@@ -318,3 +382,17 @@ class GCPOTrainer(GRPOTrainer):
         m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
         if logprob_s:
             m["gcpo/logprob_s"].append(logprob_s)
+
+
+class _UnscorableFilter(logging.Filter):
+    """Drops TRL's per-batch "All reward functions returned None" warning: the trainer counts
+    unscorable completions (``gcpo_counts``, the reward stats) and reports them once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+def _quiet_unscorable_warning() -> None:
+    target = logging.getLogger(GRPOTrainer.__module__)
+    if not any(isinstance(f, _UnscorableFilter) for f in target.filters):
+        target.addFilter(_UnscorableFilter())
