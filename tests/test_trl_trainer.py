@@ -282,12 +282,17 @@ def sometimes_none_reward(prompts, completions, **kwargs):
     return [None if i % 4 == 2 else float(i % 2) for i in range(len(completions))]
 
 
-def test_unscorable_completions_are_masked_out_of_every_signal(tmp_path: Path) -> None:
+def test_unscorable_completions_are_masked_out_of_every_signal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     trainer = make_trainer(
         tmp_path, reward=sometimes_none_reward, max_steps=1, num_generations=4,
         per_device_train_batch_size=8,
     )
-    trainer.train()
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    # counted (below), not warned about once per batch
+    assert not [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
     groups = trainer.records[0]["groups"]
     assert groups.mask.tolist() == [[True, True, False, True]] * 2
     from gcpo.signals import reward_dispersion
@@ -410,3 +415,16 @@ def test_two_processes_apply_the_single_process_weights(tmp_path: Path) -> None:
             torch.tensor(r0["local_weights"] + r1["local_weights"]), torch.tensor(single)
         )
     assert ranks[0]["state"] == state.values
+
+
+def test_model_card_names_base_model_and_weighting(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, weighting="gcpo-bot", max_steps=1)
+    trainer.base_model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    trainer.create_model_card(model_name="run")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "fine-tuned version of [HuggingFaceTB/SmolLM2-135M-Instruct]" in card
+    assert "[None]" not in card
+    assert "preset 'gcpo-bot': barycentric_transport weighting" in card
+    assert "- gcpo" in card  # tag
+    # the model's own config is left as it was
+    assert trainer.model.config._name_or_path != "HuggingFaceTB/SmolLM2-135M-Instruct"

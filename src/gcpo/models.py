@@ -38,7 +38,10 @@ __all__ = [
     "load_policy",
     "load_tokenizer",
     "resolve_model_path",
+    "base_model_id",
 ]
+
+DEFAULT_POLICY_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def cache_dir() -> Path:
@@ -133,6 +136,17 @@ def resolve_model_path(name_or_path: str = DEFAULT_POLICY) -> str:
         return str(_publish(_convert_default, cache_dir() / f"SmolLM2-135M-Instruct-{_CACHE_VERSION}"))
     if key == TINY_RANDOM:
         return str(_publish(_build_tiny_random, cache_dir() / f"tiny-random-llama-{_CACHE_VERSION}"))
+    return name_or_path
+
+
+def base_model_id(name_or_path: str) -> str | None:
+    """The Hugging Face id a model card should name as the base model: the hub id of the
+    embedded default, the name itself for a hub id, None for local or random models."""
+    key = name_or_path.strip().lower()
+    if key in (DEFAULT_POLICY, "smollm2", "default"):
+        return DEFAULT_POLICY_HUB_ID
+    if key == TINY_RANDOM or os.path.exists(name_or_path):
+        return None
     return name_or_path
 
 

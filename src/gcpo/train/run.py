@@ -165,13 +165,13 @@ def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
 
 def _callbacks(run_dir: Path) -> list[Any]:
     from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
 
     from gcpo.trl import MetricsJsonlCallback
+    from gcpo.trl.callbacks import QuietTensorBoardCallback
 
     return [
         MetricsJsonlCallback(run_dir / METRICS_FILE),
-        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+        QuietTensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
     ]
 
 
@@ -182,7 +182,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
     from transformers.trainer_callback import ProgressCallback
 
     from gcpo.embedders import EmbedderConfig
-    from gcpo.models import load_policy
+    from gcpo.models import base_model_id, load_policy
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
     from gcpo.trl.callbacks import ConstantMetricsCallback
@@ -242,7 +242,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         embedder=EmbedderConfig(name=config.embedder, batch_size=config.embedder_batch_size),
         answer_fn=answer_fn_for(config),
         extra_signals=config.extra_signals,
+        base_model=base_model_id(config.model),
     )
+    trainer.weighting_name = config.preset
     trainer.remove_callback(ProgressCallback)  # prints every log dict; ours shows a postfix
     trainer.add_callback(CompactProgressCallback())
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -262,6 +264,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
             shutil.rmtree(staged, ignore_errors=True)  # left by a run killed while saving
         trainer.save_model(str(staged))
         tokenizer.save_pretrained(str(staged))
+        trainer.create_model_card(model_name=run_dir.name)  # into the run directory
+        if trainer.args.should_save and (run_dir / "README.md").is_file():
+            shutil.copyfile(run_dir / "README.md", staged / "README.md")
         trainer.accelerator.wait_for_everyone()
         if trainer.args.should_save:
             replace_dir(staged, final_dir)

@@ -13,10 +13,11 @@ import os
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.integrations import TensorBoardCallback
 
 from gcpo.io import append_jsonl, atomic_write_text
 
-__all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback"]
+__all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback", "QuietTensorBoardCallback"]
 
 
 def _clean(value: Any) -> Any:
@@ -89,3 +90,25 @@ class ConstantMetricsCallback(TrainerCallback):
     ) -> None:
         if logs is not None:
             logs.update(self.metrics)
+
+
+class QuietTensorBoardCallback(TensorBoardCallback):
+    """TensorBoard without a warning per metric per step for ``None`` values.
+
+    TRL logs ``None`` for a metric with no valid value in a step (e.g. a reward function that
+    returned None for a whole batch). They stay ``null`` in ``metrics.jsonl``, the unscorable
+    completions are counted (``gcpo/unscorable_frac/*``, the run summary), and TensorBoard simply
+    gets no point for that step.
+    """
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs is not None:
+            logs = {k: v for k, v in logs.items() if v is not None}
+        super().on_log(args, state, control, logs=logs, **kwargs)

@@ -87,6 +87,8 @@ class GCPOTrainer(GRPOTrainer):
         extra_signals: more signals to compute and log each step (e.g. ``["se", "cd"]``); they
             do not change the weights.
         scorer: a ready :class:`~gcpo.scoring.GroupScorer` (overrides the three above).
+        base_model: the Hugging Face id the saved model card names as the base model (default:
+            the model config's ``_name_or_path`` when it is not a local directory).
 
     After each generation batch ``self.last_groups`` (the gathered :class:`~gcpo.scoring.Groups`)
     and ``self.last_scores`` (``(group_prompts, ScoreResult)``) describe the full batch; they
@@ -101,8 +103,11 @@ class GCPOTrainer(GRPOTrainer):
         answer_fn: Callable[[str], str | None] | None = None,
         extra_signals: Sequence[str] = (),
         scorer: GroupScorer | None = None,
+        base_model: str | None = None,
         **kwargs: Any,
     ) -> None:
+        self.weighting_name = weighting if isinstance(weighting, str) else None
+        self.base_model = base_model
         if isinstance(weighting, str):
             weighting = preset(weighting)
         if not isinstance(weighting, WeightingConfig):
@@ -222,6 +227,31 @@ class GCPOTrainer(GRPOTrainer):
                     f"checkpoint {checkpoint!r}: no {GCPO_STATE_FILE}; the rank-normalisation window "
                     "cannot be restored (was it written by plain GRPOTrainer?)"
                 )
+
+    def create_model_card(  # type: ignore[override]
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+    ) -> None:
+        """TRL's model card, naming the base model and the GCPO weighting it was trained with."""
+        w = self.weighting
+        what = "plain GRPO (weight 1)" if w.signal == "none" else (
+            f"{w.signal} weighting ({w.normalization} normalisation, {w.calibration} "
+            f"calibration, {w.modulation} modulation, alpha {w.alpha:g})"
+        )
+        label = f"preset '{self.weighting_name}': " if self.weighting_name else ""
+        config = self.model.config
+        original = getattr(config, "_name_or_path", "")
+        extra = ["gcpo", *([self.weighting_name] if self.weighting_name else [])]
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        self._name = f"GRPO with gcpo group weighting ({label}{what})"
+        try:
+            if self.base_model:
+                config._name_or_path = self.base_model
+            super().create_model_card(model_name, dataset_name, [*tags, *extra])
+        finally:
+            config._name_or_path = original
 
     # -- state ----------------------------------------------------------------------------------
 
