@@ -77,14 +77,15 @@ def main() -> None:
 
     from gcpo.embedders import get_embedder
     from gcpo.models import load_policy
-    from gcpo.tasks.synthetic import make_task, reward_function
+    from gcpo.tasks.registry import trl_reward
+    from gcpo.tasks.synthetic import make_task
     from gcpo.trl import GCPOTrainer
 
     if ns.threads:
         torch.set_num_threads(ns.threads)
     base_model, tok = load_policy(ns.model)
     data = Dataset.from_list(make_task("arithmetic", 64, seed=ns.seed, digits=1))
-    reward = reward_function("arithmetic")
+    reward = trl_reward("arithmetic")
     embedder = get_embedder(ns.embedder)
     embedder.embed(["warm up the encoder"])  # load it outside the timed steps
 

@@ -102,8 +102,8 @@ def test_math_benchmark_items_use_math_reward(tmp_path):
     assert len(items) == 3
     assert all(int(it.answer) // 2 % 5 in (0, 1) for it in items)  # levels 1 and 2 only
     it = items[0]
-    assert it.reward(f"so the answer is \\boxed{{{it.answer}}}", it.answer) == 1.0
-    assert it.reward("\\boxed{12345}", it.answer) == 0.0
+    assert it.reward(f"so the answer is \\boxed{{{it.answer}}}") == 1.0
+    assert it.reward("\\boxed{12345}") == 0.0
     assert it.answer_key("\\boxed{ 4 }") == "4"
     fewer = load_items(
         task=None, benchmark="math500", data_dir=str(tmp_path), prompts=2, max_level=2
@@ -123,6 +123,6 @@ def test_qa_benchmark_items_score_the_answer_line_like_eval(tmp_path):
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     items = load_items(task=None, benchmark="narrativeqa", data_dir=str(tmp_path), prompts=2)
     it = items[0]
-    assert it.reward("Answer: Mia Stone\nShe lives by the sea.", it.answer) == 1.0
+    assert it.reward("Answer: Mia Stone\nShe lives by the sea.") == 1.0
     # the answer must be on the first line, as gcpo eval and gcpo train score QA
-    assert it.reward("Nobody knows.\nMia Stone", it.answer) == 0.0
+    assert it.reward("Nobody knows.\nMia Stone") == 0.0

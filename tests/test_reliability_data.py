@@ -263,14 +263,15 @@ def test_embedder_oom_inside_training_reaches_the_caller_unchanged(tmp_path: Pat
 
     from gcpo.embedders import EmbedderMemoryError
     from gcpo.models import load_policy
-    from gcpo.tasks.synthetic import make_task, reward_function
+    from gcpo.tasks.registry import trl_reward
+    from gcpo.tasks.synthetic import make_task
     from gcpo.trl import GCPOTrainer
 
     model, tok = load_policy("tiny-random")
     trainer = GCPOTrainer(
         model=model,
         processing_class=tok,
-        reward_funcs=[reward_function("arithmetic")],
+        reward_funcs=[trl_reward("arithmetic")],
         args=tiny_grpo_args(tmp_path / "out", max_steps=1),
         train_dataset=Dataset.from_list(make_task("arithmetic", 8, seed=0)),
         weighting="gcpo",

@@ -240,10 +240,11 @@ def test_synthetic_rewards_never_raise(completion: str, answer: str) -> None:
 
 
 def _trl_rewards() -> list[tuple[str, Any]]:
-    from gcpo.train.config import REWARD_NAMES, TrainConfig
+    from gcpo.tasks.registry import reward_names
+    from gcpo.train.config import TrainConfig
     from gcpo.train.data import load_reward
 
-    return [(n, load_reward(TrainConfig(reward=n))) for n in REWARD_NAMES]
+    return [(n, load_reward(TrainConfig(reward=n))) for n in reward_names()]
 
 
 @pytest.mark.parametrize("name", ["math", "qa-f1", "qa-em", "arithmetic", "passage-qa"])

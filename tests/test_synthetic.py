@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from gcpo.tasks.registry import get_task, trl_reward
 from gcpo.tasks.synthetic import (
     ArithmeticSpec,
-    answer_key,
     arithmetic_reward,
     make_arithmetic,
     make_passage_qa,
     make_task,
     passage_qa_reward,
-    reward_function,
 )
 
 
@@ -86,7 +85,7 @@ def test_passage_qa_reward_first_line_only() -> None:
 
 
 def test_reward_function_trl_signature() -> None:
-    fn = reward_function("arithmetic")
+    fn = trl_reward("arithmetic")
     completions = [
         [{"role": "assistant", "content": "12"}],
         "13",
@@ -104,10 +103,10 @@ def test_reward_function_trl_signature() -> None:
 
 
 def test_answer_keys() -> None:
-    assert answer_key("arithmetic")("so it is 1,234") == "1234"
-    assert answer_key("arithmetic")("no number") is None
-    assert answer_key("passage-qa")("\n Red!\nblue") == "red"
-    assert answer_key("passage-qa")("  ") is None
+    assert get_task("arithmetic").answer_key("so it is 1,234") == "1234"
+    assert get_task("arithmetic").answer_key("no number") is None
+    assert get_task("passage-qa").answer_key("\n Red!\nblue") == "red"
+    assert get_task("passage-qa").answer_key("  ") is None
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,7 @@ class EvalConfig:
     model: str = field("smollm2-135m-instruct", help="model name, local directory or HF hub id")
     benchmarks: list[str] = field(
         default_factory=lambda: ["math500"],
-        help="benchmarks to run (comma-separated on the command line)",
-        choices=tuple(BENCHMARKS),
+        help="benchmarks to run (comma-separated on the command line): " + ", ".join(BENCHMARKS),
     )
     samples: int = field(1, help="completions per item (k); 1 = greedy decoding", min=1)
     limit: int | None = field(None, help="evaluate only the first N items of each benchmark", min=1)
@@ -132,18 +131,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def score_generation(item: BenchmarkItem, generation: str, *, math_timeout: float) -> dict:
-    """Score fields of one generation (``score`` is the reward: math 0/1, QA F1)."""
-    if item.kind == "math":
-        from gcpo.tasks.math import extract_answer, math_reward
+    """Score fields of one generation, from its task kind (:mod:`gcpo.tasks.registry`): ``score``
+    is the reward (math and the synthetic tasks 0/1, QA the F1 of the answer line), plus the
+    kind's details (the extracted answer; QA's prediction, EM, F1, cover-EM)."""
+    from gcpo.tasks.registry import get_task
 
-        reward = math_reward(generation, item.answers[0], timeout=math_timeout)
-        return {"extracted": extract_answer(generation), "score": reward, "correct": reward > 0.5}
-    from gcpo.tasks.prompts import qa_prediction
-    from gcpo.tasks.qa import qa_scores
-
-    prediction = qa_prediction(generation)
-    scores = qa_scores(prediction, item.answers)
-    return {"prediction": prediction, "score": scores["f1"], **scores}
+    return get_task(item.kind).score(generation, item.answers, timeout=math_timeout)
 
 
 def _generate(
@@ -200,6 +193,9 @@ def run_evaluation(
     validate(config)
     if not config.benchmarks:
         raise ConfigError("benchmarks: got an empty list, choose from " + ", ".join(BENCHMARKS))
+    unknown = [b for b in config.benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"benchmarks: got {unknown[0]!r}, allowed: {', '.join(BENCHMARKS)}")
     out_dir = Path(config.output) if config.output else default_output_dir(config.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen_path = out_dir / GENERATIONS_FILE
@@ -316,10 +312,13 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict[str, Any]:
     """Per model and benchmark metrics from generation rows.
 
-    Math: ``pass@1``, and the unbiased ``pass@k`` for k = 2, 4, 8, ... up to the most samples
-    of any item and for k = ``samples`` (items with fewer than k samples are left out).
-    QA: mean ``em``, ``f1``, ``cover_em``.
+    Tasks with 0/1 rewards (math, the synthetic tasks): ``pass@1``, and the unbiased ``pass@k``
+    for k = 2, 4, 8, ... up to the most samples of any item and for k = ``samples`` (items with
+    fewer than k samples are left out). Graded tasks (QA): the mean of each of the kind's
+    metrics (``em``, ``f1``, ``cover_em``).
     """
+    from gcpo.tasks.registry import get_task
+
     grouped: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -327,10 +326,10 @@ def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict
         grouped[(str(r["model"]), str(r["benchmark"]))][str(r["id"])].append(r)
     summary: dict[str, Any] = defaultdict(dict)
     for (model, bench), by_item in grouped.items():
-        kind = BENCHMARKS[bench].kind if bench in BENCHMARKS else "math"
+        kind = get_task(BENCHMARKS[bench].kind if bench in BENCHMARKS else "math")
         n_gen = sum(len(v) for v in by_item.values())
         entry: dict[str, Any] = {"items": len(by_item), "generations": n_gen}
-        if kind == "math":
+        if kind.binary:
             per_item = [
                 (len(v), sum(1 for r in v if float(r["score"]) > 0.5)) for v in by_item.values()
             ]
@@ -346,7 +345,7 @@ def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict
                         eligible
                     )
         else:
-            for metric in ("em", "f1", "cover_em"):
+            for metric in kind.metrics:
                 entry[metric] = sum(
                     sum(float(r.get(metric, 0.0)) for r in v) / len(v) for v in by_item.values()
                 ) / len(by_item)

@@ -33,7 +33,7 @@ from gcpo.diagnostics.columns import (
     preset_columns,
     signal_plan,
 )
-from gcpo.diagnostics.items import SYNTHETIC, Item, load_items
+from gcpo.diagnostics.items import Item, load_items
 
 __all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "summarise", "SIGNAL_COLUMNS"]
 
@@ -49,7 +49,7 @@ class AnalyzeConfig:
         help="policy: 'smollm2-135m-instruct' (embedded default), 'tiny-random', a local HF "
         "directory or a hub id available offline",
     )
-    task: str | None = field(None, help="built-in task", choices=SYNTHETIC)
+    task: str | None = field(None, help="synthetic task: arithmetic or passage-qa")
     benchmark: str | None = field(
         None,
         help="benchmark (math500, aime24, olympiadbench; hotpotqa, qasper, narrativeqa scored by "
@@ -212,7 +212,7 @@ def _analyse_group(
     prompt, completions, logprobs, entropies = _sample(model, tokenizer, item, cfg)
     plen = prompt.numel()
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
-    rewards = [float(item.reward(t, item.answer)) for t in texts]
+    rewards = [item.reward(t) for t in texts]
     adv = grpo_advantages(torch.tensor([rewards]))[0]
     seqs = [torch.cat([prompt, c]) for c in completions]
     grads = completion_gradients(
@@ -226,12 +226,12 @@ def _analyse_group(
         skip_zero=True,
     )
     noise = gradient_noise(grads.grads)
+    # no precomputed answers: each scorer applies the task kind's answer key, as in training
     groups = Groups.from_lists(
         [tokenizer.decode(prompt)],
         [texts],
         [rewards],
         logprobs=[logprobs],
-        answers=[[item.answer_key(t) for t in texts]],
         token_entropy=[entropies],
     )
     row: dict[str, Any] = {"prompt_id": item.prompt_id}
@@ -390,7 +390,9 @@ def run_analysis(
             + (f", CountSketch to {cfg.project_dim} dims" if sketch else ", exact")
         )
         scorers = make_scorers(
-            signal_plan(cfg.presets, cfg.cluster_threshold)[0], get_embedder(cfg.embedder)
+            signal_plan(cfg.presets, cfg.cluster_threshold)[0],
+            get_embedder(cfg.embedder),
+            answer_fn=items[0].task.answer_key,
         )
         for item in tqdm(todo, desc="groups", unit="group", disable=not progress):
             row = _analyse_group(item, model, tokenizer, params, sketch, scorers, cfg)

@@ -3,7 +3,7 @@ calibrated uncertainty and weight of every group."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["SIGNAL_COLUMNS", "signal_plan", "make_scorers", "group_signals", "preset_columns"]
@@ -98,14 +98,18 @@ def group_signals(groups: Any, scorers: list[tuple[Any, list[str]]]) -> dict[str
     return out
 
 
-def make_scorers(columns: dict[str, Any], embedder: Any) -> list[tuple[Any, list[str]]]:
+def make_scorers(
+    columns: dict[str, Any], embedder: Any, answer_fn: Callable[[str], str | None] | None = None
+) -> list[tuple[Any, list[str]]]:
+    """One GroupScorer per distinct signal setting, with the columns it fills. ``answer_fn`` is
+    the answer key of answer-clustered semantic entropy (the task kind's, as in training)."""
     from gcpo.scoring import GroupScorer
 
     merged: dict[tuple[Any, ...], tuple[Any, list[str]]] = {}
     for col, config in columns.items():
         key = _signal_key(config)
         if key not in merged:
-            merged[key] = (GroupScorer(config, embedder), [])
+            merged[key] = (GroupScorer(config, embedder, answer_fn), [])
         merged[key][1].append(col)
     return list(merged.values())
 

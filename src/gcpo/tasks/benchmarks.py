@@ -1,14 +1,17 @@
 """Benchmark loaders: one registry entry per benchmark, local JSONL or Hugging Face hub.
 
 Each benchmark is a :class:`BenchmarkSpec` in :data:`BENCHMARKS` — hub id / config / split, the
-task kind (``math`` scored by :func:`gcpo.tasks.math_reward`, ``qa`` by
-:func:`gcpo.tasks.qa_scores`), its headline metric, the documented item count of the reference
-file, and a ``convert(row, index) -> list[BenchmarkItem]`` function. The converters accept the
-formats found in the wild for that benchmark (see each one), so the same code maps a local JSONL
-row and a hub row.
+task kind (a name in :mod:`gcpo.tasks.registry`, which scores the generations and writes the
+prompt: ``math`` by :func:`gcpo.tasks.math_reward`, ``qa`` by :func:`gcpo.tasks.qa_scores`), its
+headline metric, the documented item count of the reference file, an optional prompt template
+of its own, and a ``convert(row, index) -> list[BenchmarkItem]`` function. The converters accept
+the formats found in the wild for that benchmark (see each one), so the same code maps a local
+JSONL row and a hub row. :func:`register_benchmark` adds one.
 
 Sources, in order: an explicit file (``path=``), ``<data_dir>/<name>/test.jsonl``, else the hub
-(``datasets.load_dataset``, needs the network or a warm HF cache).
+(``datasets.load_dataset``, needs the network or a warm HF cache). The synthetic tasks
+(``arithmetic``, ``passage-qa``) are benchmarks too: their held-out ("test") split is generated,
+never read, so a model trained on a synthetic task can be evaluated on prompts it never saw.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.io import DataError, read_jsonl
+from gcpo.tasks.prompts import QA_TEMPLATES
 
 __all__ = [
     "BENCHMARKS",
@@ -28,6 +32,7 @@ __all__ = [
     "items_from_rows",
     "load_benchmark",
     "olympiad_gold",
+    "register_benchmark",
 ]
 
 
@@ -42,7 +47,7 @@ class BenchmarkItem:
     id: str
     question: str
     answers: list[str]
-    kind: str  # "math" | "qa"
+    kind: str  # a task kind of gcpo.tasks.registry: "math", "qa", "arithmetic", ...
     benchmark: str
     context: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -55,9 +60,9 @@ class BenchmarkItem:
     @property
     def messages(self) -> list[dict[str, str]]:
         """The prompt as chat messages (one user turn; context not truncated), for trainers."""
-        from gcpo.tasks.prompts import prompt_text
+        from gcpo.tasks.prompts import user_message
 
-        return [{"role": "user", "content": prompt_text(self)}]
+        return [{"role": "user", "content": user_message(self)}]
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,13 @@ class BenchmarkSpec:
     hub_id: str
     hub_config: str | None
     hub_split: str
-    expected_items: int
-    convert: Callable[[Mapping[str, Any], int], list[BenchmarkItem]]
+    expected_items: int  # items of the reference file (synthetic: held-out prompts by default)
+    convert: Callable[[Mapping[str, Any], int], list[BenchmarkItem]] | None
     description: str
     max_new_tokens: int  # default generation budget (LongBench's per-task lengths for QA)
+    template: str | None = None  # user message with {context} / {question}; None = the kind's
+    # synthetic: (n, seed, **task_options) -> items of the held-out split, instead of a file
+    generate: Callable[..., list[BenchmarkItem]] | None = None
 
 
 def _lower(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,6 +286,37 @@ def _convert_narrativeqa(row: Mapping[str, Any], index: int) -> list[BenchmarkIt
     ]
 
 
+def _synthetic(task: str) -> Callable[..., list[BenchmarkItem]]:
+    """Held-out items of a synthetic task: its "test" split, which training never draws from."""
+
+    def generate(n: int, seed: int = 0, **options: Any) -> list[BenchmarkItem]:
+        import hashlib
+
+        from gcpo.tasks.registry import get_task
+
+        make_rows = get_task(task).make_rows
+        assert make_rows is not None
+        try:
+            rows = make_rows(n, split="test", seed=seed, **options)
+        except (TypeError, ValueError) as exc:  # unknown knob, or fewer problems than asked
+            raise ValueError(f"benchmark {task!r}: {exc}") from None
+        items = []
+        for row in rows:
+            text = row["prompt"][-1]["content"]
+            items.append(
+                BenchmarkItem(
+                    id=hashlib.sha1(text.encode()).hexdigest()[:12],
+                    question=text,
+                    answers=[str(row["answer"])],
+                    kind=task,
+                    benchmark=task,
+                )
+            )
+        return items
+
+    return generate
+
+
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     s.name: s
     for s in (
@@ -297,17 +336,43 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec(
             "hotpotqa", "qa", "f1", "hotpotqa/hotpot_qa", "distractor", "validation", 500,
             _convert_hotpotqa, "HotpotQA distractor (local file: 500-row dev subset)", 32,
+            template=QA_TEMPLATES["hotpotqa"],
         ),
         BenchmarkSpec(
             "qasper", "qa", "f1", "L4NLP/LEval", "scientific_qa", "test", 184,
             _convert_qasper, "Qasper, L-Eval scientific_qa (23 papers, 184 questions)", 128,
+            template=QA_TEMPLATES["qasper"],
         ),
         BenchmarkSpec(
             "narrativeqa", "qa", "f1", "deepmind/narrativeqa", None, "test", 50,
             _convert_narrativeqa, "NarrativeQA (local file: 50 questions, summary passages)", 128,
+            template=QA_TEMPLATES["narrativeqa"],
+        ),
+        BenchmarkSpec(
+            "arithmetic", "arithmetic", "pass@1", "", None, "test", 100, None,
+            "synthetic arithmetic, held-out split (generated; task_options as in training)", 32,
+            generate=_synthetic("arithmetic"),
+        ),
+        BenchmarkSpec(
+            "passage-qa", "passage-qa", "pass@1", "", None, "test", 100, None,
+            "synthetic passage QA, held-out split (generated; task_options as in training)", 32,
+            generate=_synthetic("passage-qa"),
         ),
     )
 }  # fmt: skip
+
+
+def register_benchmark(spec: BenchmarkSpec, *, replace: bool = False) -> BenchmarkSpec:
+    """Add ``spec`` to :data:`BENCHMARKS` (its ``kind`` must be a registered task kind)."""
+    from gcpo.tasks.registry import get_task
+
+    get_task(spec.kind)
+    if spec.convert is None and spec.generate is None:
+        raise ValueError(f"benchmark {spec.name!r}: give convert (rows -> items) or generate")
+    if spec.name in BENCHMARKS and not replace:
+        raise ValueError(f"benchmark {spec.name!r} is already registered (pass replace=True)")
+    BENCHMARKS[spec.name] = spec
+    return spec
 
 
 def _spec(name: str) -> BenchmarkSpec:
@@ -319,6 +384,8 @@ def _spec(name: str) -> BenchmarkSpec:
 def items_from_rows(name: str, rows: Iterable[Mapping[str, Any]]) -> list[BenchmarkItem]:
     """Map raw rows (a JSONL file's or a ``datasets.Dataset``'s) to items of benchmark ``name``."""
     spec = _spec(name)
+    if spec.convert is None:
+        raise ValueError(f"benchmark {name!r} is generated, it has no rows to convert")
     items: list[BenchmarkItem] = []
     for index, row in enumerate(rows):
         items.extend(spec.convert(row, index))
@@ -332,18 +399,25 @@ def load_benchmark(
     path: str | Path | None = None,
     limit: int | None = None,
     seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[BenchmarkItem]:
     """Items of benchmark ``name``: all, the first ``limit``, or — when ``seed`` is given too —
     a random sample of ``limit`` items drawn with ``random.Random(seed)`` (in file order).
 
     Source: ``path`` (a JSONL file) if given; else ``<data_dir>/<name>/test.jsonl`` (or
-    ``<data_dir>/<name>.jsonl``); else the Hugging Face hub (``spec.hub_id``). Raises
-    ValueError for an unknown name or a bad limit, :class:`gcpo.io.DataError` for a missing or
-    malformed file (naming the file).
+    ``<data_dir>/<name>.jsonl``); else the Hugging Face hub (``spec.hub_id``). A synthetic
+    benchmark is generated instead: ``limit`` (default ``spec.expected_items``) held-out prompts,
+    drawn with ``seed`` (default 0) and the task's difficulty ``options`` (e.g. ``digits``).
+    Raises ValueError for an unknown name, a bad limit or bad options, :class:`gcpo.io.DataError`
+    for a missing or malformed file (naming the file).
     """
     spec = _spec(name)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    if spec.generate is not None:
+        return spec.generate(limit or spec.expected_items, seed or 0, **dict(options or {}))
+    if options:
+        raise ValueError(f"options: benchmark {name!r} is read from a file and takes no options")
     if path is None and data_dir is not None:
         candidates = [Path(data_dir) / name / "test.jsonl", Path(data_dir) / f"{name}.jsonl"]
         path = next((c for c in candidates if c.is_file()), None)

@@ -2,6 +2,9 @@
 
 * Math (math500, aime24, olympiadbench): the Qwen2.5-Math evaluation instruction
   ``{question}\\nPlease reason step by step, and put your final answer within \\boxed{}.``
+  (the ``math`` task kind's template in :mod:`gcpo.tasks.registry`)
+* Synthetic tasks (arithmetic, passage-qa): the generated question, which carries its own
+  instruction.
 * QA: the LongBench prompts for hotpotqa / qasper / narrativeqa (question + passages, "answer as
   concisely as you can"), with the LongBench typos fixed.
 * The text goes in a single user turn through the tokenizer's chat template when it has one;
@@ -13,15 +16,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gcpo.tasks.benchmarks import BenchmarkItem
+if TYPE_CHECKING:
+    from gcpo.tasks.benchmarks import BenchmarkItem
 
 __all__ = [
     "MATH_INSTRUCTION",
     "QA_TEMPLATES",
     "build_prompt",
-    "prompt_text",
+    "user_message",
     "qa_prediction",
     "truncate_middle",
 ]
@@ -77,13 +81,18 @@ def truncate_middle(text: str, tokenizer: Any, max_tokens: int) -> str:
     )
 
 
-def prompt_text(item: BenchmarkItem, context: str | None = None) -> str:
-    """The user message for ``item`` (``context`` overrides ``item.context``, e.g. truncated)."""
-    if item.kind == "math":
-        return f"{item.question}\n{MATH_INSTRUCTION}"
-    template = QA_TEMPLATES.get(item.benchmark, _HOTPOT)
+def user_message(item: BenchmarkItem, context: str | None = None) -> str:
+    """The user message for ``item`` (``context`` overrides ``item.context``, e.g. truncated):
+    the benchmark's own template when it has one (the QA benchmarks), else its task kind's
+    (:mod:`gcpo.tasks.registry`)."""
+    from gcpo.tasks.benchmarks import BENCHMARKS
+    from gcpo.tasks.registry import get_task
+
     ctx = item.context if context is None else context
-    return template.format(context=ctx or "", question=item.question)
+    spec = BENCHMARKS.get(item.benchmark)
+    if spec is not None and spec.template is not None:
+        return spec.template.format(context=ctx or "", question=item.question)
+    return get_task(item.kind).prompt(item.question, ctx)
 
 
 def build_prompt(
@@ -100,7 +109,7 @@ def build_prompt(
     context = item.context
     if context and max_context_tokens is not None:
         context = truncate_middle(context, tokenizer, max_context_tokens)
-    text = prompt_text(item, context)
+    text = user_message(item, context)
     if use_chat_template is None:
         use_chat_template = bool(getattr(tokenizer, "chat_template", None))
     if use_chat_template:

@@ -12,7 +12,9 @@ have a learning signal.
 
 Rows are TRL-ready: ``{"prompt": [{"role": "user", "content": ...}], "answer": str,
 "task": str}``; the extra ``answer`` column reaches reward functions as a keyword argument
-(TRL's reward signature ``fn(prompts, completions, **kwargs) -> list[float | None]``).
+(TRL's reward signature ``fn(prompts, completions, **kwargs) -> list[float | None]``). The TRL
+reward functions, answer keys and the rest of what each task means to ``gcpo train``,
+``gcpo analyze`` and ``gcpo eval`` are registered in :mod:`gcpo.tasks.registry`.
 
 Train and held-out splits are disjoint by construction: a problem's split is a hash of its
 canonical text, so the same problem never lands in both, whatever the seed.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +37,10 @@ __all__ = [
     "make_task",
     "arithmetic_reward",
     "passage_qa_reward",
-    "answer_key",
     "completion_text",
-    "reward_function",
+    "arithmetic_answer_key",
+    "passage_qa_answer_key",
+    "ANSWER_KEYS",
 ]
 
 ARITHMETIC_INSTRUCTION = "Answer with just the final number."
@@ -204,49 +207,23 @@ def passage_qa_reward(completion: str, answer: str) -> float:
     return float(answer.lower() in words and len(words) <= 12)
 
 
-def answer_key(task: str) -> Callable[[str], str | None]:
-    """completion -> the key semantic entropy clusters on for ``task`` (None = unparseable):
-    the last integer (arithmetic) or the first non-empty line, normalised (passage-qa)."""
-    if task == "arithmetic":
-
-        def last_int(completion: str) -> str | None:
-            found = _INT.findall(completion)
-            return str(int(found[-1].replace(",", ""))) if found else None
-
-        return last_int
-    if task == "passage-qa":
-
-        def first_line(completion: str) -> str | None:
-            lines = [ln for ln in completion.strip().splitlines() if ln.strip()]
-            return " ".join(_norm(lines[0]).split()) or None if lines else None
-
-        return first_line
-    raise ValueError(f"task: got {task!r}, allowed: arithmetic, passage-qa")
+def arithmetic_answer_key(completion: str) -> str | None:
+    """The last integer of ``completion`` (commas allowed), as ``arithmetic_reward`` reads it."""
+    found = _INT.findall(completion)
+    return str(int(found[-1].replace(",", ""))) if found else None
 
 
-_REWARDS: dict[str, Callable[[str, str], float]] = {
-    "arithmetic": arithmetic_reward,
-    "passage-qa": passage_qa_reward,
+def passage_qa_answer_key(completion: str) -> str | None:
+    """The first non-empty line of ``completion``, normalised as ``passage_qa_reward`` reads it."""
+    lines = [ln for ln in completion.strip().splitlines() if ln.strip()]
+    return " ".join(_norm(lines[0]).split()) or None if lines else None
+
+
+# completion -> the key semantic entropy clusters on (None = unparseable), per task
+ANSWER_KEYS: dict[str, Callable[[str], str | None]] = {
+    "arithmetic": arithmetic_answer_key,
+    "passage-qa": passage_qa_answer_key,
 }
-
-
-def reward_function(task: str) -> Callable[..., list[float]]:
-    """A TRL reward function ``fn(prompts, completions, answer, **kwargs)`` for ``task``."""
-    if task not in _REWARDS:
-        raise ValueError(f"task: got {task!r}, allowed: {', '.join(_REWARDS)}")
-    score = _REWARDS[task]
-
-    def reward(
-        prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str], **kwargs: Any
-    ) -> list[float]:
-        if len(completions) != len(answer):
-            raise ValueError(
-                f"answer: got {len(answer)} answers for {len(completions)} completions"
-            )
-        return [score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
-
-    reward.__name__ = f"{task.replace('-', '_')}_reward"
-    return reward
 
 
 SYNTHETIC_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {

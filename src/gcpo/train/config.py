@@ -16,6 +16,7 @@ from typing import Any
 
 from gcpo import config as cfg
 from gcpo.config import ConfigError
+from gcpo.tasks.registry import reward_names, synthetic_task_names
 from gcpo.weighting import WeightingConfig, available_presets, preset
 
 __all__ = ["TrainConfig", "load_train_config", "QUICKSTART", "RECIPES_DIR"]
@@ -23,7 +24,6 @@ __all__ = ["TrainConfig", "load_train_config", "QUICKSTART", "RECIPES_DIR"]
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 RECIPES_DIR = CONFIG_DIR / "recipes"
-SYNTHETIC = ("arithmetic", "passage-qa")
 
 
 @dataclass
@@ -62,8 +62,8 @@ class TrainConfig:
     # -- data and reward --------------------------------------------------------------------
     task: str = cfg.field(
         "arithmetic",
-        help="built-in synthetic task when 'dataset' is empty: arithmetic or passage-qa",
-        choices=SYNTHETIC,
+        help="synthetic task when 'dataset' is empty: arithmetic or passage-qa (or one registered "
+        "in gcpo.tasks.registry)",
     )
     task_options: dict[str, Any] = cfg.field(
         default_factory=dict,
@@ -92,9 +92,10 @@ class TrainConfig:
     )
     reward: str = cfg.field(
         "",
-        help="reward function: empty = the task's own (synthetic) or 'math'; 'math' "
-        "(gcpo.tasks.math_reward), 'qa-f1', 'qa-em', 'arithmetic', 'passage-qa', or "
-        "'module:function' with TRL's signature fn(prompts, completions, **columns)",
+        help="reward function: empty = the task's own (synthetic) or 'math'; a task kind of "
+        "gcpo.tasks.registry ('math' = gcpo.tasks.math_reward, 'qa' = 'qa-f1', 'qa-em', "
+        "'arithmetic', 'passage-qa'), or 'module:function' with TRL's signature "
+        "fn(prompts, completions, **columns); the kind also sets semantic entropy's answer key",
     )
     num_train_prompts: int = cfg.field(
         512,
@@ -170,9 +171,13 @@ class TrainConfig:
         names = available_presets()
         if self.preset not in names:
             raise ConfigError(f"preset: got {self.preset!r}, allowed: {', '.join(names)}")
-        if self.reward and ":" not in self.reward and self.reward not in REWARD_NAMES:
+        tasks = synthetic_task_names()
+        if isinstance(self.task, str) and self.task not in tasks:
+            raise ConfigError(f"task: got {self.task!r}, allowed: {', '.join(tasks)}")
+        if self.reward and ":" not in self.reward and self.reward not in reward_names():
             raise ConfigError(
-                f"reward: got {self.reward!r}, allowed: {', '.join(REWARD_NAMES)} or module:function"
+                f"reward: got {self.reward!r}, allowed: {', '.join(reward_names())} or "
+                "module:function"
             )
         if isinstance(self.extra_signals, list):
             from gcpo.scoring import resolve_signal_names
@@ -190,7 +195,6 @@ class TrainConfig:
                 )
 
 
-REWARD_NAMES = ("math", "qa-f1", "qa-em", "arithmetic", "passage-qa")
 _OWNED_TRL_KEYS = {
     "num_generations",
     "max_steps",

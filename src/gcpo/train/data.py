@@ -13,10 +13,10 @@ from typing import Any
 
 from gcpo.config import ConfigError
 from gcpo.io import DataError, JsonlReport
-from gcpo.tasks.synthetic import answer_key, completion_text, make_task, reward_function
+from gcpo.tasks.registry import get_task, resolve_reward, trl_reward
 from gcpo.train.config import TrainConfig
 
-__all__ = ["load_rows", "build_data", "load_reward", "answer_fn_for"]
+__all__ = ["load_rows", "build_data", "load_reward", "answer_fn_for", "reward_spec"]
 
 RewardFn = Callable[..., Sequence[float | None]]
 
@@ -50,7 +50,7 @@ def load_rows(
     ``config.skip_bad_rows``, is skipped and counted in ``report``.
     """
     report = report if report is not None else JsonlReport()
-    spec = config.reward or (config.task if not config.dataset else "math")
+    spec = reward_spec(config)
     # built-in rewards all read the reference answer: a row without one cannot be scored
     needs_answer = ":" not in spec
     if Path(source).suffix in (".jsonl", ".json") or Path(source).is_file():
@@ -102,20 +102,15 @@ def build_data(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train rows, held-out rows) for ``config``; skipped bad rows are counted in ``report``."""
     if not config.dataset:
+        make_rows = get_task(config.task).make_rows
+        if make_rows is None:
+            raise ConfigError(f"task: {config.task!r} generates no prompts; give a dataset")
         try:
-            train = make_task(
-                config.task,
-                config.num_train_prompts,
-                split="train",
-                seed=config.seed,
-                **config.task_options,
+            train = make_rows(
+                config.num_train_prompts, split="train", seed=config.seed, **config.task_options
             )
-            heldout = make_task(
-                config.task,
-                config.num_eval_prompts,
-                split="test",
-                seed=config.seed,
-                **config.task_options,
+            heldout = make_rows(
+                config.num_eval_prompts, split="test", seed=config.seed, **config.task_options
             )
         except (TypeError, ValueError) as exc:  # unknown or out-of-range difficulty knobs
             raise ConfigError(f"task_options: {exc}") from None
@@ -142,48 +137,21 @@ def build_data(
     return train, heldout
 
 
-def _answers(answer: Any) -> list[str]:
-    return [str(a) for a in answer] if isinstance(answer, (list, tuple)) else [str(answer)]
-
-
-def _math(
-    prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[Any], **_: Any
-) -> list[float]:
-    from gcpo.tasks import math_rewards
-    from gcpo.tasks.math import extract_boxed
-
-    # A reference may be a full worked solution (MATH): compare against its boxed answer.
-    golds = [_answers(a)[0] for a in answer]
-    golds = [extract_boxed(g) or g for g in golds]
-    return math_rewards([completion_text(c) for c in completions], golds)
-
-
-def _qa(metric: str) -> RewardFn:
-    def reward(
-        prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[Any], **_: Any
-    ) -> list[float | None]:
-        from gcpo.tasks import qa_scores
-        from gcpo.tasks.prompts import qa_prediction
-
-        return [
-            qa_scores(qa_prediction(completion_text(c)), _answers(a))[metric]
-            for c, a in zip(completions, answer, strict=True)
-        ]
-
-    reward.__name__ = f"qa_{metric}"
-    return reward
+def reward_spec(config: TrainConfig) -> str:
+    """The reward ``config`` trains with: ``config.reward``, else the synthetic task's own, else
+    ``math`` for a dataset."""
+    return config.reward or (config.task if not config.dataset else "math")
 
 
 def load_reward(config: TrainConfig) -> RewardFn:
-    """The reward function named by ``config.reward`` (TRL signature)."""
-    spec = config.reward or (config.task if not config.dataset else "math")
-    if spec in ("arithmetic", "passage-qa"):
-        return reward_function(spec)
-    if spec == "math":
-        _math.__name__ = "math_reward"
-        return _math
-    if spec in ("qa-f1", "qa-em"):
-        return _qa(spec.split("-")[1])
+    """The reward function named by ``config.reward`` (TRL signature): a task kind of
+    :mod:`gcpo.tasks.registry` (or one of its metrics, ``qa-em``), or ``module:function``."""
+    spec = reward_spec(config)
+    if ":" not in spec:
+        try:
+            return trl_reward(spec)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     module_name, _, fn_name = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), fn_name)
@@ -194,9 +162,9 @@ def load_reward(config: TrainConfig) -> RewardFn:
     return fn
 
 
-def answer_fn_for(config: TrainConfig) -> Callable[[str], str | None] | None:
-    """Answer key for answer-clustered SE: the synthetic task's own, else the default."""
-    spec = config.reward or (config.task if not config.dataset else "math")
-    if spec in ("arithmetic", "passage-qa"):
-        return answer_key(spec)
-    return None
+def answer_fn_for(config: TrainConfig) -> Callable[[str], str | None]:
+    """Answer key for answer-clustered semantic entropy: the reward's task kind's own (the same
+    key ``gcpo analyze`` clusters by); ``math``'s for a ``module:function`` reward."""
+    spec = reward_spec(config)
+    kind = get_task("math") if ":" in spec else resolve_reward(spec)[0]
+    return kind.answer_key
