@@ -123,7 +123,7 @@ def test_signals_needing_absent_inputs_are_noted_not_fatal(
     assert rc == 0
     assert "token_entropy needs per-completion inputs" in err
     assert "likelihood weighting needs per-completion logprobs" in err
-    assert set(_rows(out)[0]) == {"index", "prompt", "G", "se", "rd", "u_normalized",
+    assert set(_rows(out)[0]) == {"index", "prompt", "G", "se_lik", "rd", "u_normalized",
                                   "u_calibrated", "weight"}  # fmt: skip
 
 

@@ -41,10 +41,10 @@ def test_registry_names_and_bounds() -> None:
     ):
         assert name in S.SIGNALS
         assert S.get_signal(name).name == name
-    assert S.get_signal("semantic_entropy").bound(8, 0.5) == pytest.approx(math.log(8))
-    assert S.get_signal("cosine_dispersion").bound(8, 0.5) == 1.0
-    assert S.get_signal("barycentric_transport").bound(8, 0.5) == 1.0
-    assert S.get_signal("reward_dispersion").bound(8, 0.25) == 0.25
+    assert S.get_signal("semantic_entropy").bound_value(8, 0.5) == pytest.approx(math.log(8))
+    assert S.get_signal("cosine_dispersion").bound_value(8, 0.5) == 1.0
+    assert S.get_signal("barycentric_transport").bound_value(8, 0.5) == 1.0
+    assert S.get_signal("reward_dispersion").bound_value(8, 0.25) == 0.25
     assert not S.get_signal("eigenscore").bounded
     # the spec is callable like the function
     e = randn(2, 4, 3)

@@ -206,7 +206,7 @@ def test_seed_grpo_gets_logprobs(tmp_path: Path) -> None:
     groups = trainer.records[0]["groups"]
     assert groups.logprobs is not None
     assert (groups.logprobs[groups.mask] <= 0).all()
-    assert "gcpo/signal/se" in trainer.state.log_history[0]
+    assert "gcpo/signal/se_lik" in trainer.state.log_history[0]  # SEED-GRPO's configuration
 
 
 # -- edge paths: what is applied is exactly what the method says --------------------------------

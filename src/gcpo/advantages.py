@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from gcpo.signals import _check_mask, _float_tensor, _shape
+from gcpo.validation import check_mask, float_tensor, shape_of
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -105,8 +105,8 @@ def grpo_advantages(
         raise ValueError(f"scale: got {scale!r}, allowed: {', '.join(SCALES)}")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
         raise ValueError(f"eps: expected a number >= 0, got {eps!r}")
-    r = _float_tensor(rewards, "rewards", 2)
-    m = _check_mask(mask, (r.shape[0], r.shape[1]), r.device)
+    r = float_tensor(rewards, "rewards", 2)
+    m = check_mask(mask, (r.shape[0], r.shape[1]), r.device)
     bsz, g = r.shape
     r = r.masked_fill(~m, float("nan")).reshape(-1)  # TRL's flat layout, NaN = unscorable
     mean_grouped = torch.nanmean(r.view(-1, g), dim=1).repeat_interleave(g, dim=0)
@@ -144,9 +144,9 @@ def gcpo_advantages(
         ``[B, G]`` advantages; masked entries are 0.
     """
     adv = grpo_advantages(rewards, scale=scale, eps=eps, mask=mask)
-    w = _float_tensor(weights, "weights", 1).to(device=adv.device)
+    w = float_tensor(weights, "weights", 1).to(device=adv.device)
     if w.shape[0] != adv.shape[0]:
-        raise ValueError(f"weights: expected shape ({adv.shape[0]},), got {_shape(w)}")
+        raise ValueError(f"weights: expected shape ({adv.shape[0]},), got {shape_of(w)}")
     if bool((w < 0).any()):
         raise ValueError(f"weights: must be >= 0, got minimum {w.min().item()}")
     return adv * w.to(adv.dtype).unsqueeze(1)

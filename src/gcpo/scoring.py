@@ -45,27 +45,19 @@ from typing import Any
 import torch
 
 from gcpo.embedders import Embedder, EmbedderConfig, get_embedder
-from gcpo.signals import (
-    SIGNALS,
-    answer_clusters,
-    barycentric_transport,
-    cosine_dispersion,
-    eigenscore,
-    embedding_clusters,
-    negative_log_likelihood,
-    reward_dispersion,
-    semantic_entropy,
-    token_entropy,
-)
+from gcpo.signals import SIGNALS, answer_clusters, embedding_clusters, get_signal
+from gcpo.validation import as_tensor, float_tensor
 from gcpo.weighting import (
     RankNormalizerState,
     WeightingConfig,
+    active_groups,
     group_weights_detailed,
     initial_state,
 )
 
 __all__ = [
-    "SIGNAL_ALIASES",
+    "FunctionScorer",
+    "WeightFunction",
     "Groups",
     "GroupScorer",
     "ScoreResult",
@@ -73,23 +65,9 @@ __all__ = [
     "short_name",
 ]
 
-SIGNAL_ALIASES: dict[str, str] = {
-    "se": "semantic_entropy",
-    "cd": "cosine_dispersion",
-    "bot": "barycentric_transport",
-    "rd": "reward_dispersion",
-    "eig": "eigenscore",
-    "te": "token_entropy",
-    "nll": "negative_log_likelihood",
-}
-_SHORT = {v: k for k, v in SIGNAL_ALIASES.items()}
-
-_NEEDS_EMBEDDINGS = {"cosine_dispersion", "eigenscore"}
-
-
 def short_name(signal: str) -> str:
     """Short alias of a registered signal (``cosine_dispersion`` -> ``cd``), for table headers."""
-    return _SHORT.get(signal, signal)
+    return get_signal(signal).alias
 
 
 def resolve_signal_names(names: Sequence[str] | str) -> list[str]:
@@ -101,10 +79,11 @@ def resolve_signal_names(names: Sequence[str] | str) -> list[str]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     out: list[str] = []
     for name in names:
-        full = SIGNAL_ALIASES.get(name, name)
-        if full not in SIGNALS:
-            allowed = ", ".join(f"{k} ({v})" for k, v in SIGNAL_ALIASES.items())
-            raise ValueError(f"signals: unknown signal {name!r}; allowed: {allowed}")
+        try:
+            full = get_signal(name).name
+        except ValueError:
+            allowed = ", ".join(f"{s.alias} ({s.name})" for s in SIGNALS.values())
+            raise ValueError(f"signals: unknown signal {name!r}; allowed: {allowed}") from None
         if full not in out:
             out.append(full)
     return out
@@ -360,7 +339,10 @@ class ScoreResult:
         active: ``[B]`` bool, the groups that carry learning signal (``RD > 0``); the weights
             are renormalised over these, and only these are scaled in effect.
         fallback: True when every active group got weight 0 and the weights fell back to 1.
-        state: the rank-normalisation state used (updated), or None.
+        labels: registered name -> unique label of each computed signal under the scorer's config
+            (``semantic_entropy`` -> ``se_lik`` for SEED-GRPO's likelihood-weighted SE).
+        state: the state used and updated: the rank-normalisation window (presets with
+            ``rank`` normalisation), a weight function's dict, or None.
         notes: human-readable warnings (e.g. a likelihood weighting that fell back to uniform).
     """
 
@@ -375,15 +357,16 @@ class ScoreResult:
     active: torch.Tensor
     fallback: bool = False
     state: RankNormalizerState | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, float]]:
-        """One plain dict per group: every signal (short names), ``rd``, ``u_normalized``,
-        ``u_calibrated``, ``weight``."""
+        """One plain dict per group: every signal (by its unique label), ``rd``,
+        ``u_normalized``, ``u_calibrated``, ``weight``."""
         out = []
         for b in range(self.weights.shape[0]):
             row = {
-                short_name(k): float(v[b])
+                self.labels.get(k, short_name(k)): float(v[b])
                 for k, v in self.signals.items()
                 if k != "reward_dispersion"
             }
@@ -440,6 +423,10 @@ class GroupScorer:
         self._embedder: Embedder | None = None
         self.answer_fn = answer_fn
 
+    def initial_state(self) -> Any:
+        """A fresh state for :meth:`score` (the rank window, or None); checkpoint it."""
+        return initial_state(self.config)
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -455,24 +442,19 @@ class GroupScorer:
         A trainer computes exactly these (e.g. one no-grad forward pass for log-probs), so every
         configured signal runs, and a likelihood weighting never silently falls back to uniform.
         """
-        cfg = self.config
-        names = [] if cfg.signal == "none" else [cfg.signal]
-        wanted = resolve_signal_names([*names, *resolve_signal_names(extra_signals)])
         out: set[str] = set()
-        if "negative_log_likelihood" in wanted:
-            out.add("logprobs")
-        if "semantic_entropy" in wanted and cfg.se_likelihood_weighting:
-            out.add("logprobs")
-        geometric = {"cosine_dispersion", "barycentric_transport"}
-        if cfg.completion_weighting == "likelihood" and geometric & set(wanted):
-            out.add("logprobs")
-        if "token_entropy" in wanted:
-            out.add("token_entropy")
-        return out
+        for name in self._names(extra_signals):
+            out.update(get_signal(name).needs_for(self.config))
+        return out & {"logprobs", "token_entropy"}
 
-    def _wants_embeddings(self, names: Sequence[str]) -> bool:
-        se_emb = "semantic_entropy" in names and self.config.se_clusterer == "embedding"
-        return se_emb or any(n in _NEEDS_EMBEDDINGS for n in names)
+    def _names(self, extra_signals: Sequence[str] | str = ()) -> list[str]:
+        own = [] if self.config.signal == "none" else [self.config.signal]
+        return resolve_signal_names([*own, *resolve_signal_names(extra_signals)])
+
+    def label(self, name: str) -> str:
+        """The unique name of signal ``name`` under this scorer's config (``se_lik``, ``cd``,
+        ``bot_seg16``): the key of metrics, CSV columns and plots."""
+        return get_signal(name).label_for(self.config)
 
     def _embed(
         self, groups: Groups, completions: bool, clouds: bool
@@ -513,20 +495,19 @@ class GroupScorer:
             cl = [[vecs[a:z] for a, z in spans] for spans in seg_spans]
         return emb, cl
 
-    def _likelihood_weights(
-        self, groups: Groups, what: str, notes: list[str]
-    ) -> torch.Tensor | None:
-        if groups.logprobs is None:
-            note = (
-                f"{what}: likelihood weighting needs per-completion logprobs, none given; "
-                "using uniform weights"
-            )
-            if note not in notes:
-                notes.append(note)
-                warnings.warn(note, stacklevel=3)
-            return None
-        logits = groups.logprobs.to(torch.float64).masked_fill(~groups.mask, float("-inf"))
-        return torch.softmax(logits, dim=1).nan_to_num(0.0)
+    def _clusters(self, groups: Groups, embeddings: torch.Tensor | None) -> torch.Tensor:
+        """``[B, Gmax]`` cluster ids by the config's clusterer (answer keys or embeddings)."""
+        cfg = self.config
+        if cfg.se_clusterer == "embedding":
+            assert embeddings is not None
+            return embedding_clusters(embeddings, cfg.cluster_threshold, groups.mask)
+        if groups.answers is not None:
+            keys = [[_canonical(a) for a in row] for row in groups.answers]
+        else:
+            fn = self.answer_fn or _default_answer_fn()
+            keys = [[fn(c) for c in group] for group in groups.completions]
+        ids, _ = answer_clusters(keys)
+        return ids
 
     # -- public -------------------------------------------------------------------------------
 
@@ -551,71 +532,55 @@ class GroupScorer:
         timings = {} if timings is None else timings
         notes = [] if notes is None else notes
         cfg = self.config
-        mask = groups.mask
-        for name, data in (
-            ("token_entropy", groups.token_entropy),
-            ("negative_log_likelihood", groups.logprobs),
-        ):
-            if name in wanted and data is None:
-                field_name = "token_entropy" if name == "token_entropy" else "logprobs"
-                raise ValueError(f"groups.{field_name}: signal {name!r} needs it, got None")
+        specs = [get_signal(n) for n in wanted]
+        needed = {n: spec.needs_for(cfg) for n, spec in zip(wanted, specs, strict=True)}
+        given = {"logprobs": groups.logprobs, "token_entropy": groups.token_entropy}
+        for spec in specs:
+            for need in spec.needs:  # always consumed: missing is an error
+                if need in given and given[need] is None:
+                    raise ValueError(f"groups.{need}: signal {spec.name!r} needs it, got None")
+        all_needs = {need for ns in needed.values() for need in ns}
 
         t0 = time.perf_counter()
         emb, clouds = (None, None)
-        need_emb = self._wants_embeddings(wanted)
-        need_clouds = "barycentric_transport" in wanted
-        if need_emb or need_clouds:
-            emb, clouds = self._embed(groups, need_emb, need_clouds)
+        need_emb = "embeddings" in all_needs or (
+            "clusters" in all_needs and cfg.se_clusterer == "embedding"
+        )
+        if need_emb or "clouds" in all_needs:
+            emb, clouds = self._embed(groups, need_emb, "clouds" in all_needs)
         timings["embed_s"] = timings.get("embed_s", 0.0) + time.perf_counter() - t0
 
-        cw = None
-        if cfg.completion_weighting == "likelihood" and (
-            "cosine_dispersion" in wanted or "barycentric_transport" in wanted
-        ):
-            cw = self._likelihood_weights(groups, "completion_weighting", notes)
-
+        inputs: dict[str, Any] = {
+            "embeddings": emb,
+            "clouds": clouds,
+            "rewards": groups.rewards,
+            **given,
+        }
         out: dict[str, torch.Tensor] = {}
         total = 0.0
-        for name in wanted:
+        for name, spec in zip(wanted, specs, strict=True):
             t = time.perf_counter()
-            if name == "semantic_entropy":
-                if cfg.se_clusterer == "embedding":
-                    assert emb is not None
-                    ids = embedding_clusters(emb, cfg.cluster_threshold, mask)
-                else:
-                    if groups.answers is not None:
-                        keys = [[_canonical(a) for a in row] for row in groups.answers]
-                    else:
-                        fn = self.answer_fn or _default_answer_fn()
-                        keys = [[fn(c) for c in group] for group in groups.completions]
-                    ids, _ = answer_clusters(keys)
-                lp = None
-                if cfg.se_likelihood_weighting:
-                    lp = groups.logprobs
-                    if lp is None:
-                        self._likelihood_weights(groups, "se_likelihood_weighting", notes)
-                value = semantic_entropy(ids, lp, mask)
-            elif name == "cosine_dispersion":
-                value = cosine_dispersion(emb, cw, mask)
-            elif name == "barycentric_transport":
-                assert clouds is not None  # valid completions only, in order
-                w = None if cw is None else [cw[b][mask[b]] for b in range(len(clouds))]
-                value = barycentric_transport(
-                    clouds,
-                    w,
-                    support_size=cfg.bot_support_size or None,
-                    max_iter=cfg.bot_max_iter,
+            if "clusters" in needed[name] and "clusters" not in inputs:
+                inputs["clusters"] = self._clusters(groups, emb)  # timed with its first user
+            kwargs = {}
+            for need in needed[name]:
+                if inputs[need] is None:  # only a config-dependent need can be missing here
+                    note = (
+                        f"{spec.name}: likelihood weighting needs per-completion {need}, none "
+                        "given; using uniform weights"
+                    )
+                    if note not in notes:
+                        notes.append(note)
+                        warnings.warn(note, stacklevel=2)
+                    continue
+                kwargs[need] = inputs[need]
+            value = spec.fn(**kwargs, mask=groups.mask, **spec.kwargs_for(cfg))
+            value = as_tensor(value, f"signal {name!r}").reshape(-1)
+            if value.shape[0] != groups.num_groups:
+                raise ValueError(
+                    f"signal {name!r}: returned {value.shape[0]} values for "
+                    f"{groups.num_groups} groups"
                 )
-            elif name == "reward_dispersion":
-                value = reward_dispersion(groups.rewards, mask)
-            elif name == "eigenscore":
-                value = eigenscore(emb, mask, alpha=cfg.eigenscore_alpha)
-            elif name == "token_entropy":
-                value = token_entropy(groups.token_entropy, mask)
-            elif name == "negative_log_likelihood":
-                value = negative_log_likelihood(groups.logprobs, mask)
-            else:  # a signal registered elsewhere with an unknown input contract
-                raise ValueError(f"signals: {name!r} is registered but GroupScorer cannot feed it")
             dt = time.perf_counter() - t
             total += dt
             timings[f"{name}_s"] = timings.get(f"{name}_s", 0.0) + dt
@@ -667,4 +632,97 @@ class GroupScorer:
             fallback=res.fallback,
             state=state,
             notes=notes,
+            labels={name: self.label(name) for name in sig},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# A user-defined weight function in place of a preset
+# ---------------------------------------------------------------------------------------------
+
+#: ``(groups, state) -> weights[B]``: ``state`` is a dict the function may read and update
+#: (plain JSON data: the trainer saves it in every checkpoint and restores it on resume).
+WeightFunction = Callable[[Groups, dict[str, Any]], Any]
+
+
+class FunctionScorer(GroupScorer):
+    """A :class:`GroupScorer` whose weights come from a user function instead of a preset.
+
+    ``fn(groups, state) -> weights[B]`` receives the gathered batch (texts, rewards, validity
+    mask, and ``logprobs`` / ``token_entropy`` when ``fn.needs`` names them) and a dict it owns.
+    The weights are checked (``[B]``, finite, ``>= 0``) and reported like a preset's: over the
+    active groups (``RD > 0``), with RD and any ``extra_signals`` computed by gcpo.
+
+    Args:
+        fn: the weight function; an optional attribute ``needs`` (e.g. ``{"logprobs"}``) asks the
+            trainer for per-completion inputs.
+        config: settings for the ``extra_signals`` (clusterer, BoT, ...); default
+            ``WeightingConfig(signal="none")``.
+        embedder, answer_fn: as in :class:`GroupScorer`.
+    """
+
+    def __init__(
+        self,
+        fn: WeightFunction,
+        config: WeightingConfig | None = None,
+        embedder: Embedder | str | EmbedderConfig | None = None,
+        answer_fn: Callable[[str], str | None] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ValueError(f"fn: expected a callable (groups, state) -> weights, got {fn!r}")
+        super().__init__(config or WeightingConfig(signal="none"), embedder, answer_fn)
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+        extra = set(getattr(fn, "needs", ()))
+        if not extra <= {"logprobs", "token_entropy"}:
+            raise ValueError(
+                f"fn.needs: expected a subset of {{'logprobs', 'token_entropy'}}, got {sorted(extra)}"
+            )
+        self._fn_needs = extra
+
+    def initial_state(self) -> dict[str, Any]:
+        return {}
+
+    def needs(self, extra_signals: Sequence[str] | str = ()) -> set[str]:
+        return super().needs(extra_signals) | self._fn_needs
+
+    def score(
+        self,
+        groups: Groups,
+        state: Any = None,
+        *,
+        extra_signals: Sequence[str] | str = (),
+    ) -> ScoreResult:
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        names = resolve_signal_names(["reward_dispersion", *resolve_signal_names(extra_signals)])
+        sig = self.signals(groups, names, timings=timings, notes=notes)
+        rd = sig["reward_dispersion"]
+        state = {} if state is None else state
+        if not isinstance(state, dict):
+            raise ValueError(f"state: a weight function's state is a dict, got {type(state).__name__}")
+        t = time.perf_counter()
+        w = float_tensor(self.fn(groups, state), f"{self.name}(groups, state)", 1)
+        timings["weights_s"] = time.perf_counter() - t
+        if w.shape[0] != groups.num_groups:
+            raise ValueError(
+                f"{self.name}(groups, state): returned {w.shape[0]} weights for "
+                f"{groups.num_groups} groups"
+            )
+        if bool((w < 0).any()):
+            raise ValueError(f"{self.name}(groups, state): weights must be >= 0, got {w.min().item()}")
+        zeros = torch.zeros_like(rd)
+        return ScoreResult(
+            signal=self.name,
+            uncertainty=zeros,
+            reward_dispersion=rd,
+            normalized=zeros,
+            calibrated=zeros,
+            weights=w.to(torch.float32).cpu(),
+            signals=sig,
+            timings=timings,
+            active=active_groups(rd),
+            state=state,
+            notes=notes,
+            labels={name: self.label(name) for name in sig},
         )

@@ -34,7 +34,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from gcpo.barycenter import barycenter_cost
+from gcpo.validation import (
+    as_tensor,
+    check_mask,
+    completion_weights,
+    float_tensor,
+    shape_of,
+    unit_rows,
+)
+
 __all__ = [
+    "NEEDS",
     "SIGNALS",
     "SignalSpec",
     "register_signal",
@@ -54,21 +65,52 @@ __all__ = [
 # Registry
 # --------------------------------------------------------------------------------------------
 
+#: What a signal may consume; the scorer (:class:`gcpo.scoring.GroupScorer`) builds each input a
+#: configured signal needs once per batch and passes it by this name, plus ``mask[B, G]``.
+NEEDS: dict[str, str] = {
+    "embeddings": "[B, G, D] float: one sentence embedding per completion (zero rows where masked)",
+    "clouds": "B lists of point clouds [m_i, D]: segment embeddings of each *valid* completion",
+    "clusters": "[B, G] long: semantic cluster id per completion (answer or embedding clusterer)",
+    "rewards": "[B, G] float: the rewards",
+    "logprobs": "[B, G] float: length-normalised sequence log-likelihood l_i",
+    "token_entropy": "[B, G] float: mean next-token entropy of each completion",
+}
+
+Bound = float | Callable[[Any, float], Any] | None
+
 
 @dataclass(frozen=True)
 class SignalSpec:
-    """A registered signal: the function, what it consumes and its upper bound.
+    """A registered signal.
 
-    ``bound(group_size, rd_max)`` returns the signal's maximum for groups of ``group_size`` valid
-    completions (a float or a ``[B]`` tensor when ``group_size`` is one), or ``None`` when the
-    signal has no bound (then only ``rank`` normalisation applies). Calling the spec calls ``fn``.
+    Attributes:
+        name: unique registered name (``cosine_dispersion``); also accepted: ``alias`` (``cd``).
+        fn: called as ``fn(**{need: input for need in needs}, mask=mask, **configure(config))``
+            and returns ``[B]`` (higher = more uncertain).
+        needs: inputs from :data:`NEEDS` the signal always consumes.
+        bound: the signal's maximum for ``bound`` normalisation: a number, a function
+            ``(group_size, rd_max) -> float | [B]`` (``group_size`` an int or ``[B]`` tensor of
+            valid group sizes), or None (unbounded: only ``rank`` normalisation applies).
+        description: one line for tables and ``--help``.
+        alias: short name used in metrics, CSV columns and plots (default: ``name``).
+        configure: ``config -> dict`` of extra keyword arguments for ``fn`` taken from a
+            :class:`gcpo.weighting.WeightingConfig` (the built-ins' knobs), or None.
+        config_needs: ``config -> tuple`` of inputs needed only under some settings (the
+            built-ins' likelihood weighting needs ``logprobs``), or None.
+        label: ``config -> str``, the unique name of this signal under a configuration (as
+            LM-Polygraph names each estimator configuration: ``se`` vs ``se_lik``), or None
+            for the alias.
     """
 
     name: str
     fn: Callable[..., torch.Tensor]
-    inputs: str
-    bound: Callable[[Any, float], Any] | None
+    needs: tuple[str, ...]
+    bound: Bound
     description: str
+    alias: str = ""
+    configure: Callable[[Any], dict[str, Any]] | None = None
+    config_needs: Callable[[Any], tuple[str, ...]] | None = None
+    label: Callable[[Any], str] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.fn(*args, **kwargs)
@@ -77,6 +119,26 @@ class SignalSpec:
     def bounded(self) -> bool:
         return self.bound is not None
 
+    def bound_value(self, group_size: Any, rd_max: float) -> Any:
+        """The bound for ``group_size`` valid completions (None when unbounded)."""
+        if self.bound is None or isinstance(self.bound, (int, float)):
+            return self.bound
+        return self.bound(group_size, rd_max)
+
+    def needs_for(self, config: Any = None) -> tuple[str, ...]:
+        """Every input this signal consumes under ``config`` (``needs`` + ``config_needs``)."""
+        extra = self.config_needs(config) if (self.config_needs and config is not None) else ()
+        return self.needs + tuple(n for n in extra if n not in self.needs)
+
+    def kwargs_for(self, config: Any = None) -> dict[str, Any]:
+        return self.configure(config) if (self.configure and config is not None) else {}
+
+    def label_for(self, config: Any = None) -> str:
+        """Unique name of this signal under ``config`` (metrics, CSV columns, plots)."""
+        if self.label is not None and config is not None:
+            return self.label(config)
+        return self.alias or self.name
+
 
 SIGNALS: dict[str, SignalSpec] = {}
 
@@ -84,29 +146,64 @@ SIGNALS: dict[str, SignalSpec] = {}
 def register_signal(
     name: str,
     *,
-    inputs: str,
-    bound: Callable[[Any, float], Any] | None,
+    needs: Sequence[str],
+    bound: Bound,
     description: str,
+    alias: str | None = None,
+    configure: Callable[[Any], dict[str, Any]] | None = None,
+    config_needs: Callable[[Any], tuple[str, ...]] | None = None,
+    label: Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator registering a signal function under ``name`` in :data:`SIGNALS`."""
+    """Decorator registering a signal function under ``name`` in :data:`SIGNALS`.
+
+    A signal is one function of named inputs from :data:`NEEDS` plus ``mask[B, G]`` returning
+    ``[B]``, higher = more uncertain. Once registered (from any module, no edit of gcpo
+    needed) it works by name everywhere: ``WeightingConfig(signal=name)``, presets' overrides,
+    ``GCPOTrainer(extra_signals=[name])``, ``gcpo signals --signals name`` and ``gcpo
+    analyze`` (load the module with ``--plugin``). Example::
+
+        @register_signal("answer_spread", needs=("clusters",), bound=1.0,
+                         description="fraction of distinct answers")
+        def answer_spread(clusters, mask):
+            ...
+
+    See :class:`SignalSpec` for the optional arguments. Raises ValueError for a taken name or
+    alias, an unknown need, or a bad bound.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name: expected an identifier-like string, got {name!r}")
+    needs_t = (needs,) if isinstance(needs, str) else tuple(needs)
+    unknown = [n for n in needs_t if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"needs: unknown input(s) {unknown}; allowed: {', '.join(NEEDS)}")
+    if (bound is not None and not callable(bound)) and (
+        isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0
+    ):
+        raise ValueError(f"bound: expected a number > 0, a function or None, got {bound!r}")
+    short = alias or name
+    taken = {n for spec in SIGNALS.values() for n in (spec.name, spec.alias)}
+    for n in {name, short}:
+        if n in taken:
+            raise ValueError(f"signal name {n!r} is already registered")
 
     def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        if name in SIGNALS:
-            raise ValueError(f"signal name {name!r} is already registered")
-        SIGNALS[name] = SignalSpec(name, fn, inputs, bound, description)
+        SIGNALS[name] = SignalSpec(
+            name, fn, needs_t, bound, description, short, configure, config_needs, label
+        )
         return fn
 
     return deco
 
 
 def get_signal(name: str) -> SignalSpec:
-    """The registered :class:`SignalSpec` called ``name`` (callable like the function itself)."""
-    try:
+    """The registered :class:`SignalSpec` called ``name`` or with that alias."""
+    if name in SIGNALS:
         return SIGNALS[name]
-    except KeyError:
-        raise ValueError(
-            f"signal: unknown name {name!r}; registered: {', '.join(sorted(SIGNALS))}"
-        ) from None
+    for spec in SIGNALS.values():
+        if spec.alias == name:
+            return spec
+    allowed = ", ".join(f"{s.alias} ({s.name})" if s.alias != s.name else s.name for s in SIGNALS.values())
+    raise ValueError(f"signal: unknown name {name!r}; registered: {allowed}")
 
 
 def _log_group_size(group_size: Any, rd_max: float) -> Any:
@@ -115,99 +212,11 @@ def _log_group_size(group_size: Any, rd_max: float) -> Any:
     return math.log(max(int(group_size), 1))
 
 
-# --------------------------------------------------------------------------------------------
-# Validation helpers (shared by every signal)
-# --------------------------------------------------------------------------------------------
-
-
-def _shape(x: Any) -> str:
-    return str(tuple(x.shape)) if hasattr(x, "shape") else type(x).__name__
-
-
-def _to_tensor(x: Any, name: str) -> torch.Tensor:
-    """Tensor view of ``x`` (torch tensor, numpy array or nested list), detached."""
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise ValueError(f"{name}: expected a numeric array, got dtype object")
-        return torch.from_numpy(np.ascontiguousarray(x))
-    if isinstance(x, (list, tuple)):
-        try:
-            return torch.as_tensor(x)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"{name}: cannot convert to a tensor ({exc})") from None
-    raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
-
-
-def _float_tensor(x: Any, name: str, ndim: int) -> torch.Tensor:
-    """Finite floating tensor with ``ndim`` dims (ints/bools are promoted to float32)."""
-    t = _to_tensor(x, name)
-    if t.dim() != ndim:
-        raise ValueError(f"{name}: expected {ndim} dims, got shape {_shape(t)}")
-    if t.is_complex():
-        raise ValueError(f"{name}: expected real values, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        bad = t[~torch.isfinite(t)].flatten()[0].item()
-        raise ValueError(f"{name}: contains a non-finite value ({bad}) in shape {_shape(t)}")
-    return t
-
-
-def _check_mask(mask: Any, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """Bool ``mask[B, G]`` (all True when None)."""
-    if mask is None:
-        return torch.ones(shape, dtype=torch.bool, device=device)
-    m = _to_tensor(mask, "mask")
-    if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"mask: expected shape {tuple(shape)}, got {_shape(m)}")
-    if m.dtype != torch.bool:
-        if m.is_floating_point() or m.is_complex():
-            raise ValueError(f"mask: expected a bool tensor, got dtype {m.dtype}")
-        if bool(((m != 0) & (m != 1)).any()):
-            raise ValueError(f"mask: expected bool (or 0/1) values, got dtype {m.dtype}")
-        m = m != 0
-    return m.to(device)
-
-
-def _completion_weights(
-    weights: Any, mask: torch.Tensor, dtype: torch.dtype, name: str = "weights"
-) -> torch.Tensor:
-    """Normalised completion weights ``w[B, G]``: uniform over valid members by default.
-
-    Explicit weights must be finite and >= 0; they are renormalised over the valid members.
-    Masked entries get weight 0; an all-masked group gets all zeros.
-    """
-    valid = mask.to(dtype)
-    if weights is None:
-        w = valid
-    else:
-        w = _float_tensor(weights, name, 2).to(dtype=dtype, device=mask.device)
-        if tuple(w.shape) != tuple(mask.shape):
-            raise ValueError(f"{name}: expected shape {tuple(mask.shape)}, got {_shape(w)}")
-        if bool((w < 0).any()):
-            raise ValueError(f"{name}: must be >= 0, got minimum {w.min().item()}")
-        w = w * valid
-        zero = (w.sum(dim=1) <= 0) & mask.any(dim=1)
-        if bool(zero.any()):
-            b = int(torch.nonzero(zero)[0, 0])
-            raise ValueError(f"{name}: group {b} has zero total weight over its valid members")
-    total = w.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, w / total.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(w))
-
-
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero (an empty completion's embedding)."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    return torch.where(norm > 0, x / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
-
-
 def _embeddings(embeddings: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    e = _float_tensor(embeddings, "embeddings", 3)
+    e = float_tensor(embeddings, "embeddings", 3)
     if e.shape[-1] == 0:
-        raise ValueError(f"embeddings: embedding dimension D must be >= 1, got shape {_shape(e)}")
-    m = _check_mask(mask, (e.shape[0], e.shape[1]), e.device)
+        raise ValueError(f"embeddings: embedding dimension D must be >= 1, got shape {shape_of(e)}")
+    m = check_mask(mask, (e.shape[0], e.shape[1]), e.device)
     return e, m
 
 
@@ -216,12 +225,6 @@ def _embeddings(embeddings: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor]
 # --------------------------------------------------------------------------------------------
 
 
-@register_signal(
-    "semantic_entropy",
-    inputs="cluster_ids[B,G] (+ logprobs[B,G] for likelihood weighting)",
-    bound=_log_group_size,
-    description="entropy (nats) of the completion mass over meaning clusters (SEED-GRPO)",
-)
 def semantic_entropy(
     cluster_ids: Any, logprobs: Any | None = None, mask: Any | None = None
 ) -> torch.Tensor:
@@ -240,19 +243,19 @@ def semantic_entropy(
         ``[B]`` float: ``SE = -sum_k p_k log p_k`` with ``p_k = sum_{i in C_k} w_i`` (nats),
         in ``[0, log G_valid]``. Groups with at most one valid member, or a single cluster, give 0.
     """
-    ids = _to_tensor(cluster_ids, "cluster_ids")
+    ids = as_tensor(cluster_ids, "cluster_ids")
     if ids.dim() != 2:
-        raise ValueError(f"cluster_ids: expected 2 dims [B, G], got shape {_shape(ids)}")
+        raise ValueError(f"cluster_ids: expected 2 dims [B, G], got shape {shape_of(ids)}")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise ValueError(f"cluster_ids: expected an integer tensor, got dtype {ids.dtype}")
-    m = _check_mask(mask, (ids.shape[0], ids.shape[1]), ids.device)
+    m = check_mask(mask, (ids.shape[0], ids.shape[1]), ids.device)
     if logprobs is None:
         dtype = torch.float32
-        w = _completion_weights(None, m, dtype)
+        w = completion_weights(None, m, dtype)
     else:
-        lp = _float_tensor(logprobs, "logprobs", 2).to(ids.device)
+        lp = float_tensor(logprobs, "logprobs", 2).to(ids.device)
         if tuple(lp.shape) != tuple(ids.shape):
-            raise ValueError(f"logprobs: expected shape {tuple(ids.shape)}, got {_shape(lp)}")
+            raise ValueError(f"logprobs: expected shape {tuple(ids.shape)}, got {shape_of(lp)}")
         dtype = lp.dtype
         logits = lp.masked_fill(~m, float("-inf"))
         w = torch.softmax(logits, dim=1)
@@ -339,7 +342,7 @@ def embedding_clusters(
     if not -1.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold: must be in [-1, 1], got {threshold!r}")
     e, m = _embeddings(embeddings, mask)
-    u = _unit_rows(e)
+    u = unit_rows(e)
     sim = u @ u.transpose(1, 2)  # [B,G,G]
     bsz, g = m.shape
     ids = torch.full((bsz, g), -1, dtype=torch.long, device=e.device)
@@ -365,12 +368,6 @@ def embedding_clusters(
 # --------------------------------------------------------------------------------------------
 
 
-@register_signal(
-    "cosine_dispersion",
-    inputs="embeddings[B,G,D] (+ weights[B,G])",
-    bound=lambda group_size, rd_max: 1.0,
-    description="1 - ||weighted mean of unit embeddings||, in [0,1]",
-)
 def cosine_dispersion(
     embeddings: Any, weights: Any | None = None, mask: Any | None = None
 ) -> torch.Tensor:
@@ -390,8 +387,8 @@ def cosine_dispersion(
         ``1 - ||e_bar||^2`` = mean cosine distance over all ordered pairs (i = j included).
     """
     e, m = _embeddings(embeddings, mask)
-    w = _completion_weights(weights, m, e.dtype)
-    resultant = (w.unsqueeze(-1) * _unit_rows(e)).sum(dim=1)  # [B,D]
+    w = completion_weights(weights, m, e.dtype)
+    resultant = (w.unsqueeze(-1) * unit_rows(e)).sum(dim=1)  # [B,D]
     cd = 1.0 - torch.linalg.vector_norm(resultant, dim=-1)
     cd = torch.where(m.any(dim=1), cd, torch.zeros_like(cd))
     return cd.clamp(0.0, 1.0)
@@ -403,11 +400,11 @@ def _cloud_weights(weights: Any, sizes: list[int]) -> list[np.ndarray]:
     if weights is None:
         return [np.full(g, 1.0 / g) if g else np.zeros(0) for g in sizes]
     if isinstance(weights, (torch.Tensor, np.ndarray)):
-        t = _float_tensor(weights, "weights", 2)
+        t = float_tensor(weights, "weights", 2)
         if t.shape[0] != len(sizes) or any(g > t.shape[1] for g in sizes):
             raise ValueError(
                 f"weights: expected shape [B={len(sizes)}, G>={max(sizes, default=0)}], "
-                f"got {_shape(t)}"
+                f"got {shape_of(t)}"
             )
         rows = [t[b, :g] for b, g in enumerate(sizes)]
     else:
@@ -415,9 +412,9 @@ def _cloud_weights(weights: Any, sizes: list[int]) -> list[np.ndarray]:
             raise ValueError(f"weights: expected {len(sizes)} groups, got {len(weights)}")
         rows = []
         for b, (row, g) in enumerate(zip(weights, sizes, strict=True)):
-            r = _float_tensor(row, f"weights[{b}]", 1)
+            r = float_tensor(row, f"weights[{b}]", 1)
             if r.shape[0] != g:
-                raise ValueError(f"weights[{b}]: expected {g} values, got shape {_shape(r)}")
+                raise ValueError(f"weights[{b}]: expected {g} values, got shape {shape_of(r)}")
             rows.append(r)
     for b, r in enumerate(rows):
         arr = r.to(torch.float64).cpu().numpy()
@@ -429,97 +426,6 @@ def _cloud_weights(weights: Any, sizes: list[int]) -> list[np.ndarray]:
     return out
 
 
-def _sq_dists(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Squared Euclidean cost matrix ``[len(x), len(y)]`` (what ``ot.dist`` computes)."""
-    d = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-    return np.maximum(d, 0.0)
-
-
-def _is_uniform(p: np.ndarray) -> bool:
-    return bool(np.all(p == p[0]))
-
-
-def _transport_plan(b: np.ndarray, a: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Optimal plan between weights ``b`` (rows) and ``a`` (columns) under ``cost``.
-
-    One-point marginals have a single feasible plan, so POT is only called when both sides have
-    several points (saves most of the solver calls for short completions).
-    """
-    if cost.shape[0] == 1:
-        return a[None, :].copy()
-    if cost.shape[1] == 1:
-        return b[:, None].copy()
-    if cost.shape[0] == cost.shape[1] and _is_uniform(a) and _is_uniform(b):
-        # uniform measures of equal size: the transport polytope's vertices are permutation
-        # matrices / n (Birkhoff), so an optimal assignment is an optimal plan
-        from scipy.optimize import linear_sum_assignment
-
-        rows, cols = linear_sum_assignment(cost)
-        plan = np.zeros_like(cost)
-        plan[rows, cols] = 1.0 / cost.shape[0]
-        return plan
-    import ot  # POT; imported lazily so `import gcpo.signals` stays light
-
-    return ot.emd(b, a, cost, center_dual=False, check_marginals=False)
-
-
-def _initial_support(ys: list[np.ndarray], w: np.ndarray, k: int) -> np.ndarray:
-    """Deterministic, permutation-equivariant initial barycenter support ``[k, D]``.
-
-    Among the largest clouds, the one whose mean is closest to the weighted mean of all cloud
-    means (the first such on an exact tie); its first ``k`` points, tiled cyclically when it has
-    fewer than ``k``. Starting from a real cloud of full size avoids duplicated support points,
-    whose ties make the fixed point depend on the solver's tie-breaking.
-    """
-    sizes = np.array([y.shape[0] for y in ys])
-    means = np.stack([y.mean(axis=0) for y in ys])
-    centre = (w[:, None] * means).sum(axis=0)
-    dist = ((means - centre) ** 2).sum(axis=1)
-    dist[sizes < sizes.max()] = np.inf
-    init = ys[int(np.argmin(dist))]
-    return init[np.arange(k) % init.shape[0]]
-
-
-def _group_barycentric_transport(
-    clouds: list[np.ndarray], w: np.ndarray, support_size: int | None, max_iter: int, tol: float
-) -> float:
-    """BoT of one group: POT's free-support barycenter fixed point, then the transport cost.
-
-    The loop is the algorithm of ``ot.lp.free_support_barycenter`` (Cuturi & Doucet 2014, Alg. 2
-    with theta = 1; squared-Euclidean cost, fixed uniform barycenter weights) with the same
-    stopping rule, written out so the plans of the last iterate give the final cost without a
-    second round of solves, and so that trivial one-point plans skip the solver. Each transport
-    plan is solved exactly by POT's network simplex (``ot.emd``); ``tests/test_signals.py``
-    checks the result against ``ot.lp.free_support_barycenter`` + ``ot.emd2``.
-    """
-    keep = [i for i in range(len(clouds)) if w[i] > 0]
-    if len(keep) <= 1:
-        return 0.0
-    ys = [clouds[i] for i in keep]
-    w = w[keep] / w[keep].sum()
-    sizes = [y.shape[0] for y in ys]
-    k = max(sizes) if support_size is None else support_size
-    x = _initial_support(ys, w, k)
-    a = [np.full(s, 1.0 / s) for s in sizes]
-    b = np.full(k, 1.0 / k)
-    displacement = tol + 1.0
-    for it in range(max_iter + 1):
-        costs = [_sq_dists(x, y) for y in ys]
-        plans = [_transport_plan(b, ai, c) for ai, c in zip(a, costs, strict=True)]
-        if it == max_iter or displacement <= tol:
-            return float(sum(wi * (p * c).sum() for wi, p, c in zip(w, plans, costs, strict=True)))
-        x_new = sum(wi * (p @ y) for wi, p, y in zip(w, plans, ys, strict=True)) / b[:, None]
-        displacement = float(((x_new - x) ** 2).sum())
-        x = x_new
-    raise AssertionError("unreachable")
-
-
-@register_signal(
-    "barycentric_transport",
-    inputs="clouds: B lists of G point clouds [m_i, D] (+ weights)",
-    bound=lambda group_size, rd_max: 1.0,
-    description="transport cost from a group's point clouds to their Wasserstein barycenter",
-)
 def barycentric_transport(
     clouds: Sequence[Sequence[Any]],
     weights: Any | None = None,
@@ -579,21 +485,21 @@ def barycentric_transport(
         arrs = []
         for i, cloud in enumerate(group):
             name = f"clouds[{b}][{i}]"
-            t = _to_tensor(cloud, name)
+            t = as_tensor(cloud, name)
             if t.dim() != 2:
-                raise ValueError(f"{name}: expected 2 dims [m_i, D], got shape {_shape(t)}")
-            t = _float_tensor(t, name, 2).to(torch.float64)
+                raise ValueError(f"{name}: expected 2 dims [m_i, D], got shape {shape_of(t)}")
+            t = float_tensor(t, name, 2).to(torch.float64)
             if dim is None:
                 dim = t.shape[1]
             if t.shape[1] != dim or dim == 0:
-                raise ValueError(f"{name}: expected D={dim} >= 1 columns, got shape {_shape(t)}")
+                raise ValueError(f"{name}: expected D={dim} >= 1 columns, got shape {shape_of(t)}")
             if t.shape[0] == 0:
                 t = torch.zeros((1, dim), dtype=torch.float64)
-            arrs.append(_unit_rows(t).cpu().numpy())
+            arrs.append(unit_rows(t).cpu().numpy())
         groups.append(arrs)
     ws = _cloud_weights(weights, [len(g) for g in groups])
     out = [
-        _group_barycentric_transport(g, w, support_size, max_iter, tol) if len(g) > 1 else 0.0
+        barycenter_cost(g, w, support_size, max_iter, tol) if len(g) > 1 else 0.0
         for g, w in zip(groups, ws, strict=True)
     ]
     return torch.tensor(out, dtype=torch.float64).clamp(0.0, 1.0)
@@ -604,12 +510,6 @@ def barycentric_transport(
 # --------------------------------------------------------------------------------------------
 
 
-@register_signal(
-    "reward_dispersion",
-    inputs="rewards[B,G]",
-    bound=lambda group_size, rd_max: rd_max,
-    description="population std of the group's rewards (no Bessel correction)",
-)
 def reward_dispersion(rewards: Any, mask: Any | None = None) -> torch.Tensor:
     """Reward Dispersion: population standard deviation of each group's rewards.
 
@@ -623,8 +523,8 @@ def reward_dispersion(rewards: Any, mask: Any | None = None) -> torch.Tensor:
         single-member and all-masked groups), and > 0 otherwise: ``RD > 0`` is the one test of
         "this group carries learning signal" (:func:`gcpo.weighting.active_groups`).
     """
-    r = _float_tensor(rewards, "rewards", 2)
-    m = _check_mask(mask, (r.shape[0], r.shape[1]), r.device)
+    r = float_tensor(rewards, "rewards", 2)
+    m = check_mask(mask, (r.shape[0], r.shape[1]), r.device)
     x = r.to(torch.float64)
     # Deviations from the first valid member: a constant group is all zeros, so its mean and
     # dispersion are exactly 0 whatever G (a mean of the raw values, sum(r / G), is not).
@@ -640,12 +540,6 @@ def reward_dispersion(rewards: Any, mask: Any | None = None) -> torch.Tensor:
     return torch.where(constant, torch.zeros_like(rd), rd).to(r.dtype)
 
 
-@register_signal(
-    "eigenscore",
-    inputs="embeddings[B,G,D]",
-    bound=None,
-    description="INSIDE EigenScore: (1/G) log det(Gram of centred embeddings + alpha I)",
-)
 def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) -> torch.Tensor:
     """EigenScore (INSIDE, Chen et al. 2024) in its ``G x G`` Gram form.
 
@@ -670,7 +564,7 @@ def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) ->
     e, m = _embeddings(embeddings, mask)
     out_dtype = e.dtype
     e = e.to(torch.float64)
-    u = _unit_rows(e)
+    u = unit_rows(e)
     n = m.sum(dim=1)  # [B]
     valid = m.to(e.dtype).unsqueeze(-1)
     mean = (u * valid).sum(dim=1) / n.clamp_min(1).to(e.dtype).unsqueeze(-1)
@@ -685,16 +579,10 @@ def eigenscore(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) ->
 
 
 def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    w = _completion_weights(None, m, x.dtype)
+    w = completion_weights(None, m, x.dtype)
     return (w * x).sum(dim=1)
 
 
-@register_signal(
-    "token_entropy",
-    inputs="entropies[B,G] (per-completion mean token entropy)",
-    bound=None,
-    description="group mean of per-completion mean token entropy",
-)
 def token_entropy(entropies: Any, mask: Any | None = None) -> torch.Tensor:
     """Mean over each group of the per-completion mean token entropy.
 
@@ -705,16 +593,10 @@ def token_entropy(entropies: Any, mask: Any | None = None) -> torch.Tensor:
     Returns:
         ``[B]`` float; 0 for an all-masked group.
     """
-    x = _float_tensor(entropies, "entropies", 2)
-    return _masked_mean(x, _check_mask(mask, (x.shape[0], x.shape[1]), x.device))
+    x = float_tensor(entropies, "entropies", 2)
+    return _masked_mean(x, check_mask(mask, (x.shape[0], x.shape[1]), x.device))
 
 
-@register_signal(
-    "negative_log_likelihood",
-    inputs="logprobs[B,G] (length-normalised log-likelihoods)",
-    bound=None,
-    description="group mean of -l_i (length-normalised negative log-likelihood)",
-)
 def negative_log_likelihood(logprobs: Any, mask: Any | None = None) -> torch.Tensor:
     """Mean over each group of ``-l_i`` (length-normalised negative log-likelihood).
 
@@ -725,5 +607,158 @@ def negative_log_likelihood(logprobs: Any, mask: Any | None = None) -> torch.Ten
     Returns:
         ``[B]`` float; 0 for an all-masked group.
     """
-    x = _float_tensor(logprobs, "logprobs", 2)
-    return _masked_mean(-x, _check_mask(mask, (x.shape[0], x.shape[1]), x.device))
+    x = float_tensor(logprobs, "logprobs", 2)
+    return _masked_mean(-x, check_mask(mask, (x.shape[0], x.shape[1]), x.device))
+
+
+# --------------------------------------------------------------------------------------------
+# The built-in signals in the registry's calling convention
+# --------------------------------------------------------------------------------------------
+
+
+def _non_default(config: Any, field: str) -> bool:
+    """Whether ``config.<field>`` differs from its dataclass default (for unique labels)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        if f.name == field:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            return getattr(config, field) != default
+    return False
+
+
+def _likelihood(config: Any) -> tuple[str, ...]:
+    return ("logprobs",) if config.completion_weighting == "likelihood" else ()
+
+
+def _softmax_weights(logprobs: Any, mask: torch.Tensor) -> torch.Tensor:
+    """Likelihood completion weights ``softmax(l)`` over each group's valid members."""
+    lp = float_tensor(logprobs, "logprobs", 2).to(torch.float64)
+    return torch.softmax(lp.masked_fill(~mask, float("-inf")), dim=1).nan_to_num(0.0)
+
+
+def _se_label(c: Any) -> str:
+    out = "se"
+    if c.se_clusterer == "embedding":
+        out += "_emb" + (f"{c.cluster_threshold:g}" if _non_default(c, "cluster_threshold") else "")
+    return out + ("_lik" if c.se_likelihood_weighting else "")
+
+
+@register_signal(
+    "semantic_entropy",
+    needs=("clusters",),
+    bound=_log_group_size,
+    description="entropy (nats) of the completion mass over meaning clusters (SEED-GRPO)",
+    alias="se",
+    config_needs=lambda c: ("logprobs",) if c.se_likelihood_weighting else (),
+    label=_se_label,
+)
+def _semantic_entropy_signal(
+    clusters: Any, mask: Any | None = None, logprobs: Any | None = None
+) -> torch.Tensor:
+    return semantic_entropy(clusters, logprobs, mask)
+
+
+@register_signal(
+    "cosine_dispersion",
+    needs=("embeddings",),
+    bound=1.0,
+    description="1 - ||weighted mean of unit embeddings||, in [0,1]",
+    alias="cd",
+    config_needs=_likelihood,
+    label=lambda c: "cd" + ("_lik" if _likelihood(c) else ""),
+)
+def _cosine_dispersion_signal(
+    embeddings: Any, mask: Any | None = None, logprobs: Any | None = None
+) -> torch.Tensor:
+    e, m = _embeddings(embeddings, mask)
+    weights = None if logprobs is None else _softmax_weights(logprobs, m)
+    return cosine_dispersion(e, weights, m)
+
+
+def _bot_label(c: Any) -> str:
+    out = "bot" + ("_lik" if _likelihood(c) else "")
+    for field, tag in (("bot_max_segments", "seg"), ("bot_support_size", "k"), ("bot_max_iter", "it")):
+        if _non_default(c, field):
+            out += f"_{tag}{getattr(c, field)}"
+    return out
+
+
+@register_signal(
+    "barycentric_transport",
+    needs=("clouds",),
+    bound=1.0,
+    description="transport cost from a group's point clouds to their Wasserstein barycenter",
+    alias="bot",
+    configure=lambda c: {"support_size": c.bot_support_size, "max_iter": c.bot_max_iter},
+    config_needs=_likelihood,
+    label=_bot_label,
+)
+def _barycentric_transport_signal(
+    clouds: Sequence[Sequence[Any]],
+    mask: Any | None = None,
+    logprobs: Any | None = None,
+    *,
+    support_size: int = 0,
+    max_iter: int = 5,
+) -> torch.Tensor:
+    weights = None
+    if logprobs is not None:  # clouds hold the valid completions only
+        if mask is None:
+            raise ValueError("mask: likelihood-weighted BoT needs the mask the clouds were cut by")
+        lp = float_tensor(logprobs, "logprobs", 2)
+        m = check_mask(mask, (lp.shape[0], lp.shape[1]), lp.device)
+        w = _softmax_weights(lp, m)
+        weights = [w[b][m[b]] for b in range(len(clouds))]
+    return barycentric_transport(
+        clouds, weights, support_size=support_size or None, max_iter=max_iter
+    )
+
+
+@register_signal(
+    "reward_dispersion",
+    needs=("rewards",),
+    bound=lambda group_size, rd_max: rd_max,
+    description="population std of the group's rewards (no Bessel correction)",
+    alias="rd",
+)
+def _reward_dispersion_signal(rewards: Any, mask: Any | None = None) -> torch.Tensor:
+    return reward_dispersion(rewards, mask)
+
+
+@register_signal(
+    "eigenscore",
+    needs=("embeddings",),
+    bound=None,
+    description="INSIDE EigenScore: (1/G) log det(Gram of centred embeddings + alpha I)",
+    alias="eig",
+    configure=lambda c: {"alpha": c.eigenscore_alpha},
+    label=lambda c: "eig" + (f"_a{c.eigenscore_alpha:g}" if _non_default(c, "eigenscore_alpha") else ""),
+)
+def _eigenscore_signal(embeddings: Any, mask: Any | None = None, alpha: float = 1e-3) -> torch.Tensor:
+    return eigenscore(embeddings, mask, alpha)
+
+
+_mean_token_entropy = token_entropy  # the adapter's argument is called token_entropy too
+
+
+@register_signal(
+    "token_entropy",
+    needs=("token_entropy",),
+    bound=None,
+    description="group mean of per-completion mean token entropy",
+    alias="te",
+)
+def _token_entropy_signal(token_entropy: Any, mask: Any | None = None) -> torch.Tensor:
+    return _mean_token_entropy(token_entropy, mask)
+
+
+@register_signal(
+    "negative_log_likelihood",
+    needs=("logprobs",),
+    bound=None,
+    description="group mean of -l_i (length-normalised negative log-likelihood)",
+    alias="nll",
+)
+def _negative_log_likelihood_signal(logprobs: Any, mask: Any | None = None) -> torch.Tensor:
+    return negative_log_likelihood(logprobs, mask)

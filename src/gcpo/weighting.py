@@ -36,7 +36,8 @@ import torch
 
 from gcpo import config as cfg
 from gcpo.config import ConfigError
-from gcpo.signals import SIGNALS, _float_tensor, _shape, _to_tensor, get_signal
+from gcpo.signals import SIGNALS, get_signal
+from gcpo.validation import as_tensor, float_tensor, shape_of
 
 __all__ = [
     "WeightingConfig",
@@ -176,12 +177,16 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def preset(name: str) -> WeightingConfig:
-    """The :class:`WeightingConfig` of a named preset (loaded from its YAML file)."""
+def preset(name: str, **overrides: Any) -> WeightingConfig:
+    """The :class:`WeightingConfig` of a named preset (loaded from its YAML file), with any
+    field overridden: ``preset("gcpo", signal="barycentric_transport", alpha=0.5)``."""
     names = available_presets()
     if name not in names:
         raise ValueError(f"preset: unknown name {name!r}; available: {', '.join(names)}")
-    return cfg.load(WeightingConfig, PRESET_DIR / f"{name}.yaml")
+    config = cfg.load(WeightingConfig, PRESET_DIR / f"{name}.yaml")
+    if not overrides:
+        return config
+    return cfg.from_dict(WeightingConfig, {**cfg.to_dict(config), **overrides})
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,10 +274,10 @@ def initial_state(config: WeightingConfig) -> RankNormalizerState | None:
 
 def _bound_tensor(bound: Any, u: torch.Tensor) -> torch.Tensor:
     """``bound`` (number, 0-d or ``[B]``) as a float64 tensor on ``u``'s device, checked."""
-    t = _to_tensor(bound, "bound") if not isinstance(bound, (int, float)) else torch.tensor(bound)
+    t = as_tensor(bound, "bound") if not isinstance(bound, (int, float)) else torch.tensor(bound)
     t = t.to(device=u.device, dtype=torch.float64)
     if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != u.shape[0]):
-        raise ValueError(f"bound: expected a number or shape ({u.shape[0]},), got {_shape(t)}")
+        raise ValueError(f"bound: expected a number or shape ({u.shape[0]},), got {shape_of(t)}")
     if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
         raise ValueError(f"bound: expected finite values >= 0, got {t.flatten()[:4].tolist()}")
     return t
@@ -316,8 +321,8 @@ def normalize(
             )
         gs = group_size
         if gs is not None and not isinstance(gs, int):
-            gs = _float_tensor(gs, "group_size", 1).to(u.device)
-        bound = spec.bound(gs, config.rd_max)
+            gs = float_tensor(gs, "group_size", 1).to(u.device)
+        bound = spec.bound_value(gs, config.rd_max)
     b_t = _bound_tensor(bound, u)
     return torch.where(b_t > 0, u / b_t.clamp_min(1e-300), torch.zeros_like(u)).clamp(0.0, 1.0)
 
@@ -420,14 +425,14 @@ def group_weights_detailed(
     """:func:`group_weights` plus the intermediate normalised and calibrated signal."""
     if not isinstance(config, WeightingConfig):
         raise ValueError(f"config: expected a WeightingConfig, got {type(config).__name__}")
-    u = _float_tensor(uncertainty, "uncertainty", 1)
+    u = float_tensor(uncertainty, "uncertainty", 1)
     out_dtype = u.dtype
     rd = None
     if reward_dispersion is not None:
-        rd = _float_tensor(reward_dispersion, "reward_dispersion", 1).to(u.device)
+        rd = float_tensor(reward_dispersion, "reward_dispersion", 1).to(u.device)
         if rd.shape != u.shape:
             raise ValueError(
-                f"reward_dispersion: expected shape {tuple(u.shape)} like uncertainty, got {_shape(rd)}"
+                f"reward_dispersion: expected shape {tuple(u.shape)} like uncertainty, got {shape_of(rd)}"
             )
         if bool((rd < 0).any()):
             raise ValueError(f"reward_dispersion: must be >= 0, got minimum {rd.min().item()}")

@@ -49,10 +49,10 @@ from trl import GRPOTrainer
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.io import atomic_write_text
 from gcpo.rewards import sanitize_rewards
-from gcpo.scoring import Groups, GroupScorer, ScoreResult, short_name
+from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, preset
+from gcpo.weighting import RankNormalizerState, WeightingConfig, preset
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
@@ -78,8 +78,10 @@ class GCPOTrainer(GRPOTrainer):
     """Drop-in ``trl.GRPOTrainer`` (TRL 1.16) whose group advantages are scaled by GCPO weights.
 
     Args (beyond ``GRPOTrainer``'s, all keyword-only):
-        weighting: a :class:`~gcpo.weighting.WeightingConfig` or a preset name
-            (``grpo``, ``seed-grpo``, ``gcpo``, ``gcpo-bot``, ...). Default ``gcpo``.
+        weighting: a preset name (``grpo``, ``seed-grpo``, ``gcpo``, ``gcpo-bot``, ...), a
+            :class:`~gcpo.weighting.WeightingConfig`, or your own weight function
+            ``(groups, state) -> weights[B]`` (see :class:`~gcpo.scoring.FunctionScorer`: it gets
+            the gathered batch and a dict saved in every checkpoint). Default ``gcpo``.
         embedder: an embedder object, name or :class:`~gcpo.embedders.EmbedderConfig`
             (default: the offline MiniLM); loaded lazily, never for ``grpo``/``seed-grpo``.
         answer_fn: completion -> canonical final answer, for answer-clustered semantic entropy
@@ -98,7 +100,7 @@ class GCPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args: Any,
-        weighting: WeightingConfig | str = "gcpo",
+        weighting: WeightingConfig | str | WeightFunction = "gcpo",
         embedder: Embedder | str | EmbedderConfig | None = None,
         answer_fn: Callable[[str], str | None] | None = None,
         extra_signals: Sequence[str] = (),
@@ -108,19 +110,24 @@ class GCPOTrainer(GRPOTrainer):
     ) -> None:
         self.weighting_name = weighting if isinstance(weighting, str) else None
         self.base_model = base_model
-        if isinstance(weighting, str):
-            weighting = preset(weighting)
-        if not isinstance(weighting, WeightingConfig):
-            raise ValueError(
-                f"weighting: expected a WeightingConfig or a preset name, got {type(weighting).__name__}"
-            )
+        if scorer is None:
+            if isinstance(weighting, str):
+                weighting = preset(weighting)
+            if isinstance(weighting, WeightingConfig):
+                scorer = GroupScorer(weighting, embedder, answer_fn)
+            elif callable(weighting):
+                scorer = FunctionScorer(weighting, embedder=embedder, answer_fn=answer_fn)
+            else:
+                raise ValueError(
+                    "weighting: expected a preset name, a WeightingConfig or a function "
+                    f"(groups, state) -> weights, got {type(weighting).__name__}"
+                )
         super().__init__(*args, **kwargs)
-        self.scorer = scorer or GroupScorer(weighting, embedder, answer_fn)
+        self.scorer = scorer
         self.weighting = self.scorer.config
         self.extra_signals = list(extra_signals)
-        if self.multi_objective_aggregation != "sum_then_normalize" and (
-            self.weighting.signal != "none"
-        ):
+        weighted = self.weighting.signal != "none" or isinstance(self.scorer, FunctionScorer)
+        if self.multi_objective_aggregation != "sum_then_normalize" and weighted:
             raise ValueError(
                 f"multi_objective_aggregation: got {self.multi_objective_aggregation!r}; GCPO "
                 "weighting needs 'sum_then_normalize' (TRL's default): with 'normalize_then_sum' "
@@ -131,7 +138,8 @@ class GCPOTrainer(GRPOTrainer):
         self._gcpo_lengths: list[int] | None = None
         self.gcpo_counts: dict[str, int] = {"uniform_fallback": 0, "unscorable": 0}
         _quiet_unscorable_warning()
-        self.gcpo_state: RankNormalizerState | None = initial_state(self.weighting)
+        # the rank window (presets with rank normalisation), a weight function's dict, or None
+        self.gcpo_state: Any = self.scorer.initial_state()
         self.last_scores: tuple[list[str], ScoreResult] | None = None
         self.last_groups: Groups | None = None
         self._gcpo_rewards: torch.Tensor | None = None
@@ -236,10 +244,15 @@ class GCPOTrainer(GRPOTrainer):
     ) -> None:
         """TRL's model card, naming the base model and the GCPO weighting it was trained with."""
         w = self.weighting
-        what = "plain GRPO (weight 1)" if w.signal == "none" else (
-            f"{w.signal} weighting ({w.normalization} normalisation, {w.calibration} "
-            f"calibration, {w.modulation} modulation, alpha {w.alpha:g})"
-        )
+        if isinstance(self.scorer, FunctionScorer):
+            what = f"the weight function {self.scorer.name!r}"
+        elif w.signal == "none":
+            what = "plain GRPO (weight 1)"
+        else:
+            what = (
+                f"{w.signal} weighting ({w.normalization} normalisation, {w.calibration} "
+                f"calibration, {w.modulation} modulation, alpha {w.alpha:g})"
+            )
         label = f"preset '{self.weighting_name}': " if self.weighting_name else ""
         config = self.model.config
         original = getattr(config, "_name_or_path", "")
@@ -256,19 +269,26 @@ class GCPOTrainer(GRPOTrainer):
     # -- state ----------------------------------------------------------------------------------
 
     def gcpo_state_dict(self) -> dict[str, Any]:
-        """Plain-data GCPO state (the rank window, or None) saved in each checkpoint."""
+        """Plain-data GCPO state saved in each checkpoint: the rank window of a preset with rank
+        normalisation, or the dict of a weight function."""
+        st = self.gcpo_state
         return {
             "version": 1,
-            "signal": self.weighting.signal,
-            "rank_state": None if self.gcpo_state is None else self.gcpo_state.state_dict(),
+            "signal": getattr(self.scorer, "name", self.weighting.signal),
+            "rank_state": st.state_dict() if isinstance(st, RankNormalizerState) else None,
+            "function_state": st if isinstance(st, dict) else None,
         }
 
     def load_gcpo_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`gcpo_state_dict` output."""
         if not isinstance(state, dict) or "rank_state" not in state:
             raise ValueError(f"state: expected a dict with 'rank_state', got {state!r:.100}")
-        if state["rank_state"] is not None and self.gcpo_state is not None:
+        if state["rank_state"] is not None and isinstance(self.gcpo_state, RankNormalizerState):
             self.gcpo_state.load_state_dict(state["rank_state"])
+        saved = state.get("function_state")
+        if saved is not None and isinstance(self.gcpo_state, dict):
+            self.gcpo_state.clear()
+            self.gcpo_state.update(saved)
 
     # -- the GCPO part --------------------------------------------------------------------------
 
@@ -407,7 +427,8 @@ class GCPOTrainer(GRPOTrainer):
         m["gcpo/reward_dispersion"].append(float(rd.mean()))
         for name, value in result.signals.items():
             if name != "reward_dispersion":
-                m[f"gcpo/signal/{short_name(name)}"].append(float(value.to(torch.float64).mean()))
+                label = result.labels.get(name, name)
+                m[f"gcpo/signal/{label}"].append(float(value.to(torch.float64).mean()))
         m["gcpo/embed_s"].append(float(result.timings.get("embed_s", 0.0)))
         m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
         if logprob_s:

@@ -1,0 +1,123 @@
+"""A signal and a weight function defined outside gcpo work everywhere by name: scoring, the
+core weighting, the TRL trainer (with checkpointed state), `gcpo signals` and `gcpo analyze`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture()
+def plugin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import custom_weighting
+
+    return custom_weighting
+
+
+def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no-untyped-def]
+    from gcpo.scoring import Groups, GroupScorer
+    from gcpo.signals import get_signal
+    from gcpo.weighting import WeightingConfig, group_weights, preset
+
+    spec = get_signal("answer_spread")
+    assert spec.needs == ("clusters",) and spec.bound_value(8, 0.5) == 1.0
+    groups = Groups.from_lists(
+        ["a", "b"],
+        [["x 4", "y 4", "z 5"], ["4", "4", "4"]],
+        [[1, 1, 0], [1, 1, 1]],
+        answers=[["4", "4", "5"], ["4", "4", "4"]],
+    )
+    config = preset("gcpo", signal="answer_spread", normalization="bound")
+    assert isinstance(config, WeightingConfig) and config.signal == "answer_spread"
+    scorer = GroupScorer(config, "hashing")
+    result = scorer.score(groups)
+    assert result.uncertainty.tolist() == pytest.approx([0.5, 0.0])
+    assert result.rows()[0]["answer_spread"] == pytest.approx(0.5)
+    # the same weights as the core applied to the signal's values
+    expected = group_weights(
+        result.uncertainty, result.reward_dispersion, config, group_size=groups.group_sizes
+    )
+    torch.testing.assert_close(result.weights, expected)
+    with pytest.raises(ValueError, match="already registered"):
+        from gcpo.signals import register_signal
+
+        register_signal("answer_spread", needs=(), bound=1.0, description="")(lambda mask: mask)
+    with pytest.raises(ValueError, match="needs: unknown input"):
+        register_signal("other", needs=("texts",), bound=1.0, description="")
+
+
+def test_weight_function_trains_with_checkpointed_state(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("trl")
+    from test_trl_trainer import Recording, make_trainer
+
+    from gcpo.trl import GCPO_STATE_FILE
+
+    trainer = make_trainer(
+        tmp_path,
+        cls=Recording,
+        weighting=plugin.pass_rate_weight,
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    trainer.extra_signals = ["answer_spread", "cd"]
+    trainer.train()
+    for rec in trainer.records:
+        expected = plugin.pass_rate_weight(rec["groups"], {}).float().repeat_interleave(2)
+        torch.testing.assert_close(rec["weights"], expected)
+        torch.testing.assert_close(rec["final"], rec["base"] * rec["weights"])
+    assert trainer.gcpo_state == {"batches": 2}
+    row = trainer.state.log_history[0]
+    assert "gcpo/signal/answer_spread" in row and "gcpo/active_groups" in row
+    saved = json.loads((tmp_path / "out" / "checkpoint-1" / GCPO_STATE_FILE).read_text())
+    assert saved["function_state"] == {"batches": 1}
+    resumed = make_trainer(
+        tmp_path, cls=Recording, weighting=plugin.pass_rate_weight, max_steps=3,
+        save_strategy="steps", save_steps=1,
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert resumed.gcpo_state == {"batches": 3}  # continued from the checkpoint's count
+
+
+def test_registered_signal_as_the_trainers_weighting(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("trl")
+    from test_trl_trainer import make_trainer
+
+    from gcpo.weighting import WeightingConfig
+
+    config = WeightingConfig(signal="answer_spread", normalization="rank")
+    trainer = make_trainer(tmp_path, weighting=config, max_steps=1)
+    trainer.train()
+    assert "gcpo/signal/answer_spread" in trainer.state.log_history[0]
+
+
+def test_cli_signals_and_analyze_load_the_plugin(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gcpo.cli import main
+
+    groups = EXAMPLES / "groups.jsonl"
+    out = tmp_path / "s.csv"
+    rc = main(["signals", "--plugin", "custom_weighting", "-i", str(groups), "--embedder",
+               "hashing", "--signals", "answer_spread,cd", "-q", "-o", str(out)])  # fmt: skip
+    assert rc == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert "answer_spread" in header and "cd" in header
+    assert main(["--plugin", "no_such_module_xyz", "signals", "-i", str(groups)]) == 2
+
+
+@pytest.mark.slow
+def test_analyze_reports_a_registered_signal(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("trl")
+    from gcpo.cli import main
+
+    rc = main(["analyze", "--plugin", "custom_weighting", "--signals", "answer_spread",
+               "model=tiny-random", "task=arithmetic", "num_prompts=3", "num_generations=3",
+               "max_new_tokens=4", f"output_dir={tmp_path / 'a'}", "embedder=hashing"])  # fmt: skip
+    assert rc == 0
+    rows = (tmp_path / "a" / "groups.csv").read_text().splitlines()
+    assert "answer_spread" in rows[0].split(",")
