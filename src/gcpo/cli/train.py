@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="weighting preset: grpo, seed-grpo, gcpo, gcpo-bot, ...")
     parser.add_argument("--model", help="policy model (built-in name, local directory or hub id)")
     data = parser.add_mutually_exclusive_group()
-    data.add_argument("--task", help="built-in synthetic task: arithmetic or passage-qa")
+    data.add_argument(
+        "--task", help="built-in synthetic task: arithmetic, graded-arithmetic or passage-qa"
+    )
     data.add_argument("--dataset", help="JSONL file or Hugging Face dataset id to train on")
     parser.add_argument("--output", help="run directory (default: runs/{preset}-{task}-{time})")
     parser.add_argument(
