@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from gcpo.config import ConfigError
 from gcpo.io import DataError
 
-SUBCOMMANDS = ("train", "eval", "signals", "analyze")
+SUBCOMMANDS = ("train", "compare", "eval", "signals", "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:
