@@ -53,5 +53,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = from_dict(AnalyzeConfig, data)
     result = run_analysis(cfg, progress=not args.no_progress)
     print((result.output / "correlations.md").read_text(encoding="utf-8"))
-    print(f"wrote {result.output}/groups.csv, correlations.md/.csv, scatter_V.png, scatter_NSR.png")
+    print(
+        f"wrote {result.output}/groups.csv, correlations.md/.csv, comparison.md/.csv, "
+        "scatter_V.png, scatter_NSR.png"
+    )
     return 0

@@ -11,7 +11,11 @@ are (re)written:
 - ``groups.csv``: one line per group (prompt id, every signal, every preset's calibrated
   uncertainty and weight, RD, V, ||g_bar||^2, NSR, accuracy, mean completion length);
 - ``correlations.md`` / ``correlations.csv``: Spearman rho with bootstrap 95 % CIs of every signal
-  against V and NSR over groups with RD > 0, and the partial Spearman given RD;
+  against V and NSR over groups with RD > 0, the partial Spearman given RD, and given RD and
+  mean completion length jointly;
+- ``comparison.md`` / ``comparison.csv``: the paper's comparison, rho(CD, T) - rho(SE, T) and
+  rho(BoT, T) - rho(SE, T) for T = V, NSR, with paired bootstrap CIs over groups (also appended
+  to ``correlations.md``);
 - ``scatter_V.png`` / ``scatter_NSR.png``.
 """
 
@@ -71,6 +75,12 @@ class AnalyzeConfig:
         "last-block",
         help="parameter subset for the gradients: last-block, lm_head, all, or a name regex",
     )
+    objective: str = field(
+        "mean",
+        help="log-likelihood whose gradient is taken: mean (per-token mean log-prob l_i, as "
+        "GRPO's length-normalised objective) or sum (sequence log-probability)",
+        choices=("mean", "sum"),
+    )
     project_dim: int = field(
         0,
         help="CountSketch the per-completion gradients to this many dims (0 = exact gradients); "
@@ -92,6 +102,7 @@ class AnalyzeConfig:
         help="weighting presets whose calibrated uncertainty and weight are reported",
     )
     bootstrap: int = field(1000, help="bootstrap resamples for the 95 % CIs", min=10)
+    torch_threads: int = field(0, help="torch intra-op CPU threads (0 = torch's default)", min=0)
     output: str = field("runs/analyze", help="output directory (resumable)")
 
     def __post_init__(self) -> None:
@@ -111,6 +122,7 @@ _FINGERPRINT = (
     "max_level",
     "group_size",
     "params",
+    "objective",
     "project_dim",
     "max_new_tokens",
     "temperature",
@@ -224,6 +236,7 @@ def _analyse_group(
         sketch=sketch,
         temperature=cfg.temperature,
         skip_zero=True,
+        objective=cfg.objective,
     )
     noise = gradient_noise(grads.grads)
     # no precomputed answers: each scorer applies the task kind's answer key, as in training
@@ -302,6 +315,8 @@ def summarise(
 ) -> list[dict[str, Any]]:
     """Write groups.csv, correlations.{md,csv} and scatter plots from the per-group rows."""
     from gcpo.diagnostics.report import (
+        comparison_markdown,
+        comparison_rows,
         correlation_rows,
         correlations_markdown,
         rows_to_csv,
@@ -327,10 +342,15 @@ def summarise(
     source = cfg.task or cfg.benchmark
     title = (
         f"{cfg.model} on {source}: {len(table)} prompts x G={cfg.group_size}, params={cfg.params}"
+        + f", objective={cfg.objective}"
         + (f", CountSketch k={cfg.project_dim}" if cfg.project_dim else "")
     )
     md = correlations_markdown(corr, n_groups=n_inf, n_total=len(table), title=title)
-    atomic_write_text(out / "correlations.md", md)
+    comp = comparison_rows(table, n_resamples=cfg.bootstrap, seed=cfg.seed)
+    atomic_write_text(out / "comparison.csv", rows_to_csv(comp))
+    comp_md = comparison_markdown(comp, n_groups=n_inf)
+    atomic_write_text(out / "comparison.md", comp_md)
+    atomic_write_text(out / "correlations.md", md + "\n" + comp_md)
     if plots:
         shown = ["se_answer", "cosine_dispersion", "barycentric_transport"]
         shown += [c for c in ("cal_gcpo", "cal_seed-grpo") if c in signals] + ["reward_dispersion"]
@@ -375,7 +395,8 @@ def run_analysis(
         log(f"resuming: {len(done_ids)} groups already in {groups_path}, {len(todo)} to go")
     new_rows: list[dict[str, Any]] = []
     if todo:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         model, tokenizer = load_policy(cfg.model)
         named = select_parameters(model, cfg.params)
         params = [p for _, p in named]
