@@ -148,6 +148,7 @@ def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> Non
     [
         ({"presets": ["grpo", "ppo"]}, "presets"),
         ({"presets": ["gcpo"]}, "baseline"),
+        ({"only": ["gcpo-bot"]}, "only"),
         ({"seeds": [0, 0]}, "seeds"),
         ({"train": {"seed": 3}}, "train.seed"),
         ({"train": {"weighting": {"alpha": 2}}}, "train.weighting"),
@@ -251,16 +252,18 @@ def test_killed_run_resumes_and_recomputes_eval_points(tmp_path: Path, monkeypat
 
 
 def test_unfinished_run_without_its_heavy_dir_starts_again(tmp_path: Path) -> None:
-    c = _tiny(tmp_path, presets=["grpo"])
+    c = _tiny(tmp_path, presets=["grpo", "gcpo"], only=["grpo"])
     run_dir = Path(c.results) / "runs" / "grpo-s0"
     run_dir.mkdir(parents=True)
     # a curve from a machine that was replaced mid-run; no summary, no heavy directory
     (run_dir / "curve.jsonl").write_text(
         '{"step": 0, "heldout_accuracy": 0.0}\n{"step": 2, "heldout_accuracy": 0.99}\n'
     )
-    (status,) = plan_runs(c)
-    assert status.state == "fresh"
-    run_comparison(c, log=lambda *_: None)
+    assert [s.state for s in plan_runs(c)] == ["fresh", "fresh"]
+    out = run_comparison(c, log=lambda *_: None)
+    # only the grpo arm was trained; the table lists both presets
+    assert [s.state for s in out["runs"]] == ["done", "fresh"]
+    assert [r["seeds_done"] for r in out["table"]] == [1, 0]
     curve = _curve(c, "grpo-s0")
     assert [r["step"] for r in curve] == [0, 2, 4]
     assert curve[1]["heldout_accuracy"] != 0.99  # the stale point was dropped and recomputed

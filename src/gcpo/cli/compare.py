@@ -6,6 +6,7 @@ Examples::
     gcpo compare arithmetic --status             # what is done, what a rerun resumes
     gcpo compare my.yaml presets=[grpo,gcpo] seeds=[0,1] train.max_steps=20
     gcpo compare arithmetic --table-only         # rebuild table.md / curves.png from results
+    gcpo compare arithmetic --only gcpo          # one arm now (e.g. one arm per machine)
 
 Rerunning the same command resumes a killed comparison (see docs/compare.md).
 """
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help="compact results directory (overrides 'results')")
     parser.add_argument("--runs", help="heavy run directories (overrides 'runs')")
     parser.add_argument(
+        "--only", metavar="PRESETS", help="train only these presets now, e.g. gcpo or grpo,gcpo"
+    )
+    parser.add_argument(
         "--status", action="store_true", help="print each run's state (done/resume/fresh) and exit"
     )
     parser.add_argument(
@@ -61,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"results={json.dumps(args.results)}")
     if args.runs:
         overrides.append(f"runs={json.dumps(args.runs)}")
+    if args.only:
+        only = [p.strip() for p in args.only.split(",") if p.strip()]
+        overrides.append(f"only={json.dumps(only)}")
     c = load_compare_config(config, overrides)
     if args.status:
         for s in plan_runs(c):
