@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import ConfigError, field, validate
-from gcpo.io import JsonlReport, append_jsonl, atomic_write_text, read_jsonl
+from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl
 from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
 
 __all__ = [
@@ -156,28 +156,9 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
     return (str(row["model"]), str(row["benchmark"]), str(row["id"]), int(row["sample"]))
 
 
-def _terminate_last_line(path: Path) -> None:
-    """A run killed mid-write can leave a last line without its newline; close it so the next
-    appended row starts on a line of its own (the broken line is then skipped on read)."""
-    if path.exists() and path.stat().st_size > 0:
-        with path.open("rb+") as fh:
-            fh.seek(-1, 2)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-
-
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    report = JsonlReport()
-    rows = read_jsonl(
-        path,
-        required=("model", "benchmark", "id", "sample", "score"),
-        skip_bad_rows=True,
-        report=report,
-        allow_empty=True,
-    )
-    return rows
+    """The scored rows so far; a line cut short by a killed run is dropped from the file."""
+    return recover_jsonl(path, required=("model", "benchmark", "id", "sample", "score"))
 
 
 def score_generation(item: BenchmarkItem, generation: str, *, math_timeout: float) -> dict:
@@ -277,7 +258,6 @@ def run_evaluation(
     out_dir.mkdir(parents=True, exist_ok=True)
     gen_path = out_dir / GENERATIONS_FILE
 
-    _terminate_last_line(gen_path)
     done = {_row_key(r) for r in _read_rows(gen_path)}
     todo: dict[str, list[tuple[BenchmarkItem, int]]] = {
         name: [

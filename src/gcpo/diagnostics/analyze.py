@@ -36,7 +36,7 @@ from gcpo.diagnostics.columns import (
 from gcpo.diagnostics.items import Item, load_items
 from gcpo.embedders import EmbedderConfig
 
-__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "summarise", "SIGNAL_COLUMNS"]
+__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report", "SIGNAL_COLUMNS"]
 
 DEFAULT_PRESETS = ("seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot")
 
@@ -295,21 +295,7 @@ def _check_resume(out: Path, cfg: AnalyzeConfig) -> None:
     )
 
 
-def _read_done(path: Path) -> list[dict[str, Any]]:
-    from gcpo.io import JsonlReport, read_jsonl, write_jsonl
-
-    if not path.exists():
-        return []
-    report = JsonlReport()
-    rows = read_jsonl(
-        path, required=("prompt_id",), skip_bad_rows=True, report=report, allow_empty=True
-    )
-    if report.skipped:  # e.g. a line cut short by a kill: rewrite so appends start clean
-        write_jsonl(path, rows)
-    return rows
-
-
-def summarise(
+def write_report(
     rows: list[dict[str, Any]], cfg: AnalyzeConfig, out: Path, *, plots: bool = True
 ) -> list[dict[str, Any]]:
     """Write groups.csv, correlations.{md,csv} and scatter plots from the per-group rows."""
@@ -364,7 +350,7 @@ def run_analysis(
     from gcpo.diagnostics.gradients import select_parameters
     from gcpo.diagnostics.projection import CountSketch
     from gcpo.embedders import get_embedder
-    from gcpo.io import append_jsonl
+    from gcpo.io import append_jsonl, recover_jsonl
     from gcpo.models import load_policy
 
     validate(cfg)
@@ -381,7 +367,7 @@ def run_analysis(
     )
     _check_resume(out, cfg)
     groups_path = out / "groups.jsonl"
-    done = _read_done(groups_path)
+    done = recover_jsonl(groups_path, required=("prompt_id",))  # drops a line cut by a kill
     done_ids = {r["prompt_id"] for r in done}
     todo = [it for it in items if it.prompt_id not in done_ids]
     if done_ids:
@@ -414,5 +400,5 @@ def run_analysis(
             new_rows.append(row)
     wanted = {it.prompt_id for it in items}
     rows = [r for r in done + new_rows if r["prompt_id"] in wanted]
-    corr = summarise(rows, cfg, out)
+    corr = write_report(rows, cfg, out)
     return AnalysisResult(out, rows, corr, len(new_rows))
