@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from gcpo.config import ConfigError, field, validate
 
@@ -81,7 +81,10 @@ class EmbedderMemoryError(MemoryError):
 
 @dataclass
 class EmbedderConfig:
-    """Which sentence embedder to use and how to batch it."""
+    """Which sentence embedder to use and how to batch it (in a config, ``embedder: NAME`` is
+    short for ``embedder: {name: NAME}``)."""
+
+    config_shorthand: ClassVar[str] = "name"
 
     name: str = field(
         DEFAULT_EMBEDDER,

@@ -7,7 +7,6 @@ metrics) into the log dict and hands it to every callback; TensorBoard (``report
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
-from gcpo.io import append_jsonl, atomic_write_text
+from gcpo.io import append_jsonl, recover_jsonl
 
 __all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback", "QuietTensorBoardCallback"]
 
@@ -40,18 +39,8 @@ class MetricsJsonlCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not state.is_world_process_zero or not os.path.isfile(self.path):
-            return
-        keep = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if int(row.get("step", 0)) <= state.global_step:
-                    keep.append(json.dumps(row))
-        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        if state.is_world_process_zero:  # drop a line cut by a kill and steps after the resume
+            recover_jsonl(self.path, keep=lambda row: int(row.get("step", 0)) <= state.global_step)
 
     def on_log(
         self,
