@@ -14,10 +14,21 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.fixture()
 def plugin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    import custom_weighting
+    """The example module, imported fresh; its registrations are removed afterwards so other
+    tests see the built-in registry only."""
+    import importlib
+    import sys
 
-    return custom_weighting
+    from gcpo.signals import SIGNALS
+
+    before = set(SIGNALS)
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    sys.modules.pop("custom_weighting", None)
+    module = importlib.import_module("custom_weighting")
+    yield module
+    for name in set(SIGNALS) - before:
+        del SIGNALS[name]
+    sys.modules.pop("custom_weighting", None)
 
 
 def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +118,7 @@ def test_cli_signals_and_analyze_load_the_plugin(plugin, tmp_path: Path) -> None
     assert rc == 0
     header = out.read_text().splitlines()[0].split(",")
     assert "answer_spread" in header and "cd" in header
-    assert main(["--plugin", "no_such_module_xyz", "signals", "-i", str(groups)]) == 2
+    assert main(["signals", "--plugin", "no_such_module_xyz", "-i", str(groups)]) == 2
 
 
 @pytest.mark.slow

@@ -39,19 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gcpo",
         description="Geometry-aware Calibrated Policy Optimization for LLM post-training.",
     )
-    plugin_help = (
-        "import MODULE first (repeatable): a module that registers signals, tasks or weight "
-        "functions; entry points of the 'gcpo.plugins' group are always loaded"
-    )
-    parser.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE", dest="plugins_top",
-        help=plugin_help,
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE", dest="plugins",
-        help=plugin_help,
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -60,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"gcpo.cli.{name}":
                 raise
             continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -92,9 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handled = tuple(exc for exc, _, _ in EXIT_CODES)
     try:
-        from gcpo.plugins import load_plugins
-
-        load_plugins([*args.plugins_top, *getattr(args, "plugins", [])])
         return int(args._run(args) or 0)
     except handled as exc:
         code, label = next((c, lab) for e, c, lab in EXIT_CODES if isinstance(exc, e))

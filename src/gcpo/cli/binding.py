@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError, load
+from gcpo.config import load
+from gcpo.plugins import load_plugins
 
 __all__ = ["Binding"]
 
@@ -114,7 +114,7 @@ class Binding:
             default=[],
             metavar="MODULE",
             help="import MODULE first (it may register signals, task kinds, benchmarks); "
-            "repeatable",
+            "repeatable. Entry points of the 'gcpo.plugins' group are always loaded",
         )
         groups: dict[str, Any] = {}
         for exclusive in self.exclusive:
@@ -204,20 +204,11 @@ class Binding:
     def load(self, args: argparse.Namespace, path: str | Path | None = None) -> Any:
         """The validated config: file (``path`` or the one named), ``--preset``, overrides,
         flags. Imports the ``--plugin`` modules first."""
-        import_plugins(getattr(args, "plugin", []) or [])
+        load_plugins(getattr(args, "plugin", []) or [])
         values = self.flag_values(args)
         preset = values.pop("preset", None)
         file = path if path is not None else self.config_path(args)
         return load(self.cls, file, self.overrides(args), preset=preset, values=values)
-
-
-def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module (``--plugin``); a missing one is a ConfigError naming it."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"--plugin {name}: cannot import it: {exc}") from None
 
 
 def _escape(text: str) -> str:

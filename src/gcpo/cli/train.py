@@ -116,8 +116,8 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.cli.binding import import_plugins
     from gcpo.config import ConfigError
+    from gcpo.plugins import load_plugins
     from gcpo.train.run import resume_training, run_training
 
     binding = _binding()
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
                 "such as max_steps=80"
             )
-        import_plugins(args.plugin)
+        load_plugins(args.plugin)
         summary = resume_training(args.resume, binding.overrides(args))
     else:
         config = binding.load(args, path=_config_path(binding.config_path(args), args))

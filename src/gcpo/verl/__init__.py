@@ -44,7 +44,9 @@ import numpy as np
 import torch
 
 from gcpo import config as cfg
-from gcpo.signals import _float_tensor, _shape, reward_dispersion
+from gcpo.signals import reward_dispersion
+from gcpo.validation import float_tensor as _float_tensor
+from gcpo.validation import shape_of as _shape
 from gcpo.weighting import (
     RankNormalizerState,
     WeightingConfig,
