@@ -126,7 +126,8 @@ class Binding:
             names = [flag, *self.aliases.get(path, ())]
             if f is None:  # an extra flag for a nested field
                 nested = self._nested_field(path)
-                text = f"{nested.metadata.get('help', path)} (sets {path})"
+                text = f"{nested.metadata.get('help', path)} (sets {path}; default: "
+                text += f"{_default_text(nested)})"
                 metavar = path.rsplit(".", 1)[-1].upper()
                 target.add_argument(
                     *names, dest=dest, default=None, metavar=metavar, help=_escape(text)
@@ -161,7 +162,7 @@ class Binding:
             "overrides",
             nargs="*",
             metavar="KEY=VALUE",
-            help="config field overrides, e.g. weighting.alpha=0.5 (value parsed as YAML)",
+            help="config field overrides, any field, dotted for nested ones (value parsed as YAML)",
         )
 
     def _nested_field(self, path: str) -> dataclasses.Field[Any]:
