@@ -15,10 +15,19 @@ Each subcommand is a config dataclass (``TrainConfig``, ``EvalConfig``, ``Signal
 :meth:`Binding.load` applies the layers in one order (:func:`gcpo.config.load`): file,
 ``--preset`` (replaces the file's preset and drops its weighting fields), overrides, flags.
 
-A new subcommand is a module in ``gcpo.cli`` with ``HELP``, a ``BINDING = Binding(MyConfig)``,
-``add_arguments(parser)`` calling ``BINDING.add_arguments(parser)`` (plus any action flags of its
-own) and ``run(args)`` starting with ``config = BINDING.load(args)``; then its name goes into
-``gcpo.cli.SUBCOMMANDS``.
+A new subcommand is a module ``gcpo.cli.<name>`` (listed in ``gcpo.cli.SUBCOMMANDS``) with::
+
+    HELP = "one line"
+
+    def binding() -> Binding:
+        return Binding(MyConfig)               # flags, --config, KEY=VALUE, --plugin
+
+    def add_arguments(parser):
+        binding().add_arguments(parser)        # plus any action flags of its own
+
+    def run(args) -> int:
+        config = binding().load(args)          # validated MyConfig
+        ...                                    # raise ConfigError / DataError: one line, exit 2
 """
 
 from __future__ import annotations
