@@ -18,7 +18,8 @@ from gcpo.config import ConfigError
 from gcpo.io import DataError
 from gcpo.rewards import RewardError
 
-SUBCOMMANDS = ("train", "eval", "signals", "analyze")
+# a name whose module does not exist (yet) is skipped, so "compare" costs nothing until it lands
+SUBCOMMANDS = ("train", "eval", "signals", "analyze", "compare")
 
 # exception -> (exit code, what the one-line message calls it); the first match wins
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (

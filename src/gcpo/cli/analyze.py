@@ -17,7 +17,7 @@ from typing import Any
 HELP = "measure whether uncertainty signals (SE, CD, BoT, ...) track per-prompt gradient variance"
 
 
-def _binding() -> Any:
+def binding() -> Any:
     from gcpo.cli.binding import Binding
     from gcpo.diagnostics.analyze import AnalyzeConfig
 
@@ -28,13 +28,13 @@ def _binding() -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _binding().add_arguments(parser)
+    binding().add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.diagnostics.analyze import run_analysis
 
-    cfg = _binding().load(args)
+    cfg = binding().load(args)
     result = run_analysis(cfg, progress=cfg.progress)
     print((result.output / "correlations.md").read_text(encoding="utf-8"))
     print(f"wrote {result.output}/groups.csv, correlations.md/.csv, scatter_V.png, scatter_NSR.png")

@@ -15,10 +15,19 @@ Each subcommand is a config dataclass (``TrainConfig``, ``EvalConfig``, ``Signal
 :meth:`Binding.load` applies the layers in one order (:func:`gcpo.config.load`): file,
 ``--preset`` (replaces the file's preset and drops its weighting fields), overrides, flags.
 
-A new subcommand is a module in ``gcpo.cli`` with ``HELP``, a ``BINDING = Binding(MyConfig)``,
-``add_arguments(parser)`` calling ``BINDING.add_arguments(parser)`` (plus any action flags of its
-own) and ``run(args)`` starting with ``config = BINDING.load(args)``; then its name goes into
-``gcpo.cli.SUBCOMMANDS``.
+A new subcommand is a module ``gcpo.cli.<name>`` (listed in ``gcpo.cli.SUBCOMMANDS``) with::
+
+    HELP = "one line"
+
+    def binding() -> Binding:
+        return Binding(MyConfig)               # flags, --config, KEY=VALUE, --plugin
+
+    def add_arguments(parser):
+        binding().add_arguments(parser)        # plus any action flags of its own
+
+    def run(args) -> int:
+        config = binding().load(args)          # validated MyConfig
+        ...                                    # raise ConfigError / DataError: one line, exit 2
 """
 
 from __future__ import annotations
@@ -126,7 +135,8 @@ class Binding:
             names = [flag, *self.aliases.get(path, ())]
             if f is None:  # an extra flag for a nested field
                 nested = self._nested_field(path)
-                text = f"{nested.metadata.get('help', path)} (sets {path})"
+                text = f"{nested.metadata.get('help', path)} (sets {path}; default: "
+                text += f"{_default_text(nested)})"
                 metavar = path.rsplit(".", 1)[-1].upper()
                 target.add_argument(
                     *names, dest=dest, default=None, metavar=metavar, help=_escape(text)
@@ -161,7 +171,7 @@ class Binding:
             "overrides",
             nargs="*",
             metavar="KEY=VALUE",
-            help="config field overrides, e.g. weighting.alpha=0.5 (value parsed as YAML)",
+            help="config field overrides, any field, dotted for nested ones (value parsed as YAML)",
         )
 
     def _nested_field(self, path: str) -> dataclasses.Field[Any]:

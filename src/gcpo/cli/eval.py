@@ -8,7 +8,7 @@ from typing import Any
 HELP = "evaluate a model on math / QA benchmarks or a trained run's task (pass@k, EM, F1, ...)"
 
 
-def _binding() -> Any:
+def binding() -> Any:
     from gcpo.cli.binding import Binding
     from gcpo.evaluation import EvalConfig
 
@@ -16,13 +16,13 @@ def _binding() -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _binding().add_arguments(parser)
+    binding().add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.evaluation import run_evaluation
 
-    result = run_evaluation(_binding().load(args))
+    result = run_evaluation(binding().load(args))
     out = result["output"]
     with open(f"{out}/results.md", encoding="utf-8") as fh:
         print(fh.read(), end="")

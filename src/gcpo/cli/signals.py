@@ -83,7 +83,7 @@ class SignalsConfig:
             )
 
 
-def _binding() -> Any:
+def binding() -> Any:
     from gcpo.cli.binding import Binding
 
     return Binding(
@@ -99,7 +99,7 @@ def _binding() -> Any:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (__doc__ or HELP).split("\n", 1)[1].replace("::", ":")
-    _binding().add_arguments(parser)
+    binding().add_arguments(parser)
 
 
 def _line_numbers(path: Path) -> list[int]:
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.io import DataError
     from gcpo.scoring import GroupScorer, resolve_signal_names
 
-    conf: SignalsConfig = _binding().load(args)
+    conf: SignalsConfig = binding().load(args)
     config = conf.weighting
     if not conf.input:
         raise ConfigError("input: give the JSONL file of groups (--input FILE)")

@@ -13,7 +13,7 @@ trl.bf16=true max_steps=100):
 """
 
 
-def _binding() -> Any:
+def binding() -> Any:
     from gcpo.cli.binding import Binding
     from gcpo.train.config import TrainConfig
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG_HEAD + "\n".join("  " + line for line in help_lines(TrainConfig))
-    _binding().add_arguments(parser)
+    binding().add_arguments(parser)
     for action in parser._actions:  # the config positional: say where it is looked up
         if action.dest == "config":
             action.help = (
@@ -120,17 +120,17 @@ def run(args: argparse.Namespace) -> int:
     from gcpo.plugins import load_plugins
     from gcpo.train.run import resume_training, run_training
 
-    binding = _binding()
+    bound = binding()
     if args.resume:
-        if binding.config_path(args) is not None or binding.flag_values(args) or args.check:
+        if bound.config_path(args) is not None or bound.flag_values(args) or args.check:
             raise ConfigError(
                 "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
                 "such as max_steps=80"
             )
         load_plugins(args.plugin)
-        summary = resume_training(args.resume, binding.overrides(args))
+        summary = resume_training(args.resume, bound.overrides(args))
     else:
-        config = binding.load(args, path=_config_path(binding.config_path(args), args))
+        config = bound.load(args, path=_config_path(bound.config_path(args), args))
         if args.check:
             from gcpo.train.check import check_training
 
