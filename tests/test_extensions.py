@@ -132,3 +132,14 @@ def test_analyze_reports_a_registered_signal(plugin, tmp_path: Path) -> None:  #
     assert rc == 0
     rows = (tmp_path / "a" / "groups.csv").read_text().splitlines()
     assert "answer_spread" in rows[0].split(",")
+
+
+def test_docs_show_the_example_that_runs_here() -> None:
+    """The weight function printed in docs/training.md is the one these tests train with."""
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    example = (EXAMPLES / "custom_weighting.py").read_text()
+    body = example[example.index("def pass_rate_weight") :]
+    code = re.sub(r'    """.*?"""\n', "", body, flags=re.S).strip()
+    assert code in docs
