@@ -6,6 +6,7 @@ import pytest
 
 from gcpo.tasks.registry import get_task, trl_reward
 from gcpo.tasks.synthetic import (
+    GRADED_LEVELS,
     ArithmeticSpec,
     arithmetic_reward,
     make_arithmetic,
@@ -125,3 +126,66 @@ def test_answer_keys() -> None:
 def test_bad_input_raises(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_existing_tasks_unchanged_by_graded_levels() -> None:
+    # pinned from the generator before graded-arithmetic existed (same seed, same problems)
+    assert _question(make_task("arithmetic", 1, seed=2)[0]) == (
+        "What is 87 + 88? Answer with just the final number."
+    )
+    row = make_task("arithmetic", 1, seed=2, digits=3, terms=3, ops="+-*")[0]
+    assert _question(row) == "What is 722 + 920 - 699? Answer with just the final number."
+    assert set(row) == {"prompt", "answer", "task"}  # no level column outside graded tasks
+
+
+def test_graded_levels_take_turns_and_are_recorded() -> None:
+    rows = make_task("graded-arithmetic", 40, seed=0)
+    names = [lv.name for lv in GRADED_LEVELS]
+    assert [r["level"] for r in rows] == [names[i % len(names)] for i in range(40)]
+    for r in rows:
+        spec = ArithmeticSpec.parse(r["level"])
+        expr = _question(r).removeprefix("What is ").split("?")[0]
+        assert int(r["answer"]) == eval(expr)  # noqa: S307 - digits and operators only
+        assert len(expr.split()[0]) == spec.digits and expr.split()[1] in spec.ops
+        assert r["task"] == "graded-arithmetic"
+    assert rows == make_task("graded-arithmetic", 40, seed=0)
+    assert rows != make_task("graded-arithmetic", 40, seed=1)
+    assert make_task("graded-arithmetic", 20, seed=0) == rows[:20]
+    test = {_question(r) for r in make_task("graded-arithmetic", 60, split="test", seed=0)}
+    assert not test & {_question(r) for r in make_task("graded-arithmetic", 300, seed=0)}
+
+
+def test_graded_level_that_runs_out_leaves_the_rotation() -> None:
+    # 1-digit subtraction has 81 problems, ~16 of them in the held-out split
+    rows = make_task("graded-arithmetic", 80, split="test", seed=0, levels=["1d-", "2d+"])
+    counts = {lv: sum(r["level"] == lv for r in rows) for lv in ("1d-", "2d+")}
+    assert 8 <= counts["1d-"] <= 30 and counts["1d-"] + counts["2d+"] == 80
+    assert len({_question(r) for r in rows}) == 80
+    with pytest.raises(ValueError, match="cannot draw"):
+        make_task("graded-arithmetic", 60, split="test", seed=0, levels=["1d-", "1d+"])
+
+
+def test_graded_level_labels_and_mappings() -> None:
+    assert ArithmeticSpec.parse("2d+-") == ArithmeticSpec(digits=2, terms=2, ops="+-")
+    assert ArithmeticSpec.parse("1d*x3") == ArithmeticSpec(digits=1, terms=3, ops="*")
+    assert ArithmeticSpec(3, 4, "+*").name == "3d+*x4"
+    for spec in GRADED_LEVELS:
+        assert ArithmeticSpec.parse(spec.name) == spec
+    rows = make_task("graded-arithmetic", 4, levels=[{"digits": 3, "ops": "-"}, "1d*x3"])
+    assert [r["level"] for r in rows] == ["3d-", "1d*x3", "3d-", "1d*x3"]
+
+
+@pytest.mark.parametrize(
+    "knobs, match",
+    [
+        ({"levels": ["1d/"]}, "cannot read"),
+        ({"levels": []}, "non-empty"),
+        ({"levels": "1d+"}, "non-empty list"),
+        ({"levels": [{"digits": 1, "colour": 2}]}, "keys among"),
+        ({"levels": ["1d+", "1d+"]}, "differ"),
+        ({"digits": 2}, "knobs"),
+    ],
+)
+def test_graded_bad_levels_raise(knobs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_task("graded-arithmetic", 4, **knobs)

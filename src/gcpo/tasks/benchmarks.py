@@ -313,6 +313,8 @@ def _synthetic(task: str) -> Callable[..., list[BenchmarkItem]]:
                     answers=[str(row["answer"])],
                     kind=task,
                     benchmark=task,
+                    # extra columns of the row (graded-arithmetic: its difficulty level)
+                    meta={k: v for k, v in row.items() if k not in ("prompt", "answer", "task")},
                 )
             )
         return items
@@ -355,6 +357,11 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "arithmetic", "arithmetic", "pass@1", "", None, "test", 100, None,
             "synthetic arithmetic, held-out split (generated; task_options as in training)", 32,
             generate=_synthetic("arithmetic"),
+        ),
+        BenchmarkSpec(
+            "graded-arithmetic", "graded-arithmetic", "pass@1", "", None, "test", 100, None,
+            "synthetic arithmetic of mixed difficulty levels, held-out split (generated)", 32,
+            generate=_synthetic("graded-arithmetic"),
         ),
         BenchmarkSpec(
             "passage-qa", "passage-qa", "pass@1", "", None, "test", 100, None,

@@ -19,8 +19,9 @@ the prompt template) all look a task up here, so the three measure the same thin
 - ``make_rows``: synthetic tasks only, the seeded prompt generator (``gcpo train task=NAME``,
   ``gcpo analyze --task NAME``, ``gcpo eval --benchmarks NAME``).
 
-Built in: ``math``, ``qa``, ``arithmetic``, ``passage-qa``. :func:`register_task` adds a kind from
-user code (``gcpo <subcommand> --plugin my_module`` imports such a module first)::
+Built in: ``math``, ``qa``, ``arithmetic``, ``graded-arithmetic``, ``passage-qa``.
+:func:`register_task` adds a kind from user code (``gcpo <subcommand> --plugin my_module``
+imports such a module first)::
 
     from gcpo.tasks.registry import TaskKind, register_task
 
@@ -215,6 +216,7 @@ def _qa_prompt(question: str, context: str | None = None) -> str:
 def _synthetic_score(task: str) -> Score:
     reward_fn = {
         "arithmetic": _synthetic.arithmetic_reward,
+        "graded-arithmetic": _synthetic.arithmetic_reward,
         "passage-qa": _synthetic.passage_qa_reward,
     }[task]
     key_fn = _synthetic.ANSWER_KEYS[task]
@@ -261,6 +263,11 @@ register_task(
 )
 for _name, _description in (
     ("arithmetic", "synthetic arithmetic: 1.0 when the last integer equals the answer"),
+    (
+        "graded-arithmetic",
+        "synthetic arithmetic of mixed difficulty levels (1-digit +, *, -, 2-digit + by "
+        "default): 1.0 when the last integer equals the answer",
+    ),
     (
         "passage-qa",
         "synthetic passage QA: 1.0 when the answer is a word of the first non-empty line",

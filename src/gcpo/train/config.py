@@ -62,13 +62,13 @@ class TrainConfig:
     # -- data and reward --------------------------------------------------------------------
     task: str = cfg.field(
         "arithmetic",
-        help="synthetic task when 'dataset' is empty: arithmetic or passage-qa (or one registered "
-        "in gcpo.tasks.registry)",
+        help="synthetic task when 'dataset' is empty: arithmetic, graded-arithmetic or passage-qa "
+        "(or one registered in gcpo.tasks.registry)",
     )
     task_options: dict[str, Any] = cfg.field(
         default_factory=dict,
         help="difficulty knobs of the synthetic task (arithmetic: digits, terms, ops; "
-        "passage-qa: facts)",
+        "graded-arithmetic: levels, e.g. [1d+, 1d*, 1d-, 2d+]; passage-qa: facts)",
     )
     dataset: str = cfg.field(
         "",

@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,9 @@ def _callbacks(run_dir: Path) -> list[Any]:
     ]
 
 
-def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from transformers import set_seed
@@ -226,6 +229,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None) -> dict[
         callbacks=[
             ConstantMetricsCallback({"data/skipped_rows": report.skipped}),
             *_callbacks(run_dir),
+            *callbacks,
         ],
         weighting=config.weighting,
         embedder=config.embedder,
@@ -333,16 +337,30 @@ def fresh_run_dir(config: TrainConfig, run_dir: str | Path | None = None) -> Pat
     return out
 
 
-def run_training(config: TrainConfig, *, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train a fresh run of ``config``; returns the summary dict (also in summary.json)."""
+def run_training(
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Train a fresh run of ``config``; returns the summary dict (also in summary.json).
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` instances (``gcpo compare`` adds its
+    held-out evaluation this way).
+    """
     out = fresh_run_dir(config, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.output_dir = str(out)
     atomic_write_text(out / CONFIG_FILE, cfg.dump_yaml(config))
-    return _train(config, out, None)
+    return _train(config, out, None, callbacks)
 
 
-def resume_training(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def resume_training(
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its newest checkpoint (config from config.yaml).
 
     ``overrides`` may raise ``max_steps`` (to train longer) but nothing that changes the run.
@@ -369,4 +387,4 @@ def resume_training(run_dir: str | Path, overrides: list[str] | None = None) -> 
         )
     if overrides:
         atomic_write_text(run_dir / CONFIG_FILE, cfg.dump_yaml(config))
-    return _train(config, run_dir, checkpoint)
+    return _train(config, run_dir, checkpoint, callbacks)

@@ -16,7 +16,12 @@ from transformers.integrations import TensorBoardCallback
 
 from gcpo.io import append_jsonl, recover_jsonl
 
-__all__ = ["MetricsJsonlCallback", "ConstantMetricsCallback", "QuietTensorBoardCallback"]
+__all__ = [
+    "MetricsJsonlCallback",
+    "ConstantMetricsCallback",
+    "QuietTensorBoardCallback",
+    "HeldoutRewardCallback",
+]
 
 
 def _clean(value: Any) -> Any:
@@ -101,3 +106,102 @@ class QuietTensorBoardCallback(TensorBoardCallback):
         if logs is not None:
             logs = {k: v for k, v in logs.items() if v is not None}
         super().on_log(args, state, control, logs=logs, **kwargs)
+
+
+def _read_curve(path: str) -> list[dict[str, Any]]:
+    rows = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if isinstance(row, dict) and isinstance(row.get("step"), int):
+                    rows.append(row)
+    return rows
+
+
+class HeldoutRewardCallback(TrainerCallback):
+    """Greedy held-out reward every ``every`` steps, one JSON line per point appended to ``path``.
+
+    Each line: ``step``, ``heldout_accuracy`` (mean reward of greedy completions of ``rows``,
+    scored by ``reward_fn`` with TRL's reward signature), ``prompts``, ``seconds``. The starting
+    model (step 0) and the last step are always scored. At train begin the file is cut back to
+    the (resumed) step, so points a killed session wrote after its last checkpoint are
+    recomputed from the resumed trajectory. Only the main process evaluates: single process or
+    DDP, not ZeRO-3 (sharded parameters cannot generate on one rank alone).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        rows: list[dict[str, Any]],
+        reward_fn: Any,
+        *,
+        every: int,
+        max_new_tokens: int,
+        batch_size: int = 16,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every: got {every!r}, expected >= 1")
+        if not rows:
+            raise ValueError("rows: the held-out set is empty")
+        self.path = os.fspath(path)
+        self.rows = rows
+        self.reward_fn = reward_fn
+        self.every = every
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.scored: set[int] = set()
+
+    def _score(self, step: int, state: TrainerState, kwargs: dict[str, Any]) -> None:
+        import time
+
+        from gcpo.train.run import heldout_reward
+
+        if step in self.scored or not state.is_world_process_zero:
+            return
+        started = time.perf_counter()
+        value = heldout_reward(
+            kwargs["model"],
+            kwargs["processing_class"],
+            self.rows,
+            self.reward_fn,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+        )
+        append_jsonl(
+            self.path,
+            {
+                "step": step,
+                "heldout_accuracy": _clean(value),
+                "prompts": len(self.rows),
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+        self.scored.add(step)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.is_world_process_zero:
+            by_step = {r["step"]: r for r in _read_curve(self.path) if r["step"] <= state.global_step}
+            kept = [by_step[s] for s in sorted(by_step)]
+            if kept or os.path.exists(self.path):
+                atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            self.scored = set(by_step)
+        if state.global_step == 0:
+            self._score(0, state, kwargs)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        step = state.global_step
+        if step % self.every == 0 or step >= state.max_steps:
+            self._score(step, state, kwargs)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._score(state.global_step, state, kwargs)  # a no-op when that step is scored

@@ -1,0 +1,266 @@
+"""``gcpo compare``: statistics against references, the table from hand-built results, and end to
+end on tiny-random (skip finished runs, kill + resume, a replaced machine, refused mixing)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gcpo.compare import (
+    CompareConfig,
+    curve_stats,
+    load_compare_config,
+    plan_runs,
+    run_comparison,
+    t_interval,
+    table_rows,
+)
+from gcpo.config import ConfigError
+
+TINY_TRAIN = {
+    "model": "tiny-random",
+    "embedder": "hashing",
+    "task": "graded-arithmetic",
+    "num_train_prompts": 16,
+    "num_eval_prompts": 4,
+    "per_device_train_batch_size": 4,
+    "num_generations": 2,
+    "max_completion_length": 4,
+    "eval_max_new_tokens": 4,
+    "max_steps": 4,
+    "save_steps": 2,
+    "plot": False,
+    "save_final": False,
+    "torch_threads": 1,
+}
+
+
+def _tiny(tmp_path: Path, **kw: Any) -> CompareConfig:
+    settings: dict[str, Any] = dict(
+        train=dict(TINY_TRAIN),
+        presets=["grpo", "gcpo"],
+        seeds=[0],
+        eval_every=2,
+        results=str(tmp_path / "results"),
+        runs=str(tmp_path / "runs"),
+    )
+    settings.update(kw)
+    return CompareConfig(**settings)
+
+
+def _curve(c: CompareConfig, name: str) -> list[dict[str, Any]]:
+    path = Path(c.results) / "runs" / name / "curve.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+def test_t_interval_matches_scipy() -> None:
+    from scipy import stats
+
+    values = [0.31, 0.45, 0.38, 0.52]
+    lo, hi = t_interval(values)
+    ref = stats.t.interval(
+        0.95, len(values) - 1, loc=sum(values) / 4, scale=stats.sem(values)
+    )
+    assert lo == pytest.approx(ref[0]) and hi == pytest.approx(ref[1])
+    assert t_interval([0.5]) == (None, None)
+    assert t_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2))
+
+
+def test_curve_stats_hand_computed() -> None:
+    curve = [
+        {"step": 0, "heldout_accuracy": 0.0},
+        {"step": 2, "heldout_accuracy": 0.5},
+        {"step": 4, "heldout_accuracy": 1.0},
+    ]
+    s = curve_stats(curve, max_steps=4, threshold=0.5)
+    assert s == {"final_accuracy": 1.0, "area": pytest.approx(0.5), "steps_to_threshold": 2}
+    # a curve without its start or end point has no area; an unreached threshold is None
+    s = curve_stats(curve[1:], max_steps=4, threshold=0.9)
+    assert s["area"] is None and s["steps_to_threshold"] == 4
+    assert curve_stats(curve[:2], max_steps=4, threshold=0.99)["final_accuracy"] is None
+
+
+def _write_summary(results: Path, preset: str, seed: int, **values: Any) -> None:
+    d = results / "runs" / f"{preset}-s{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "preset": preset,
+        "seed": seed,
+        "finished": True,
+        "final_accuracy": None,
+        "area": None,
+        "steps_to_threshold": None,
+        "heldout_accuracy_start": 0.1,
+        "weight_spread": None,
+        "mean_active_groups": None,
+    }
+    summary.update(values)
+    (d / "summary.json").write_text(json.dumps(summary))
+
+
+def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    finals = {"grpo": [0.40, 0.50, 0.45], "gcpo": [0.50, 0.55, 0.45]}
+    for preset, values in finals.items():
+        for seed, v in enumerate(values):
+            _write_summary(
+                results,
+                preset,
+                seed,
+                final_accuracy=v,
+                area=v / 2,
+                steps_to_threshold=10 if v >= 0.5 else None,
+                # grpo logged no weight_std: missing, not 0
+                weight_spread=None if preset == "grpo" else 0.1 * (seed + 1),
+                mean_active_groups=6.0,
+            )
+    c = CompareConfig(presets=["grpo", "gcpo"], seeds=[0, 1, 2], results=str(results))
+    rows = {r["preset"]: r for r in table_rows(c)}
+    diffs = [0.10, 0.05, 0.0]
+    assert rows["gcpo"]["final_diff_mean"] == pytest.approx(sum(diffs) / 3)
+    lo, hi = t_interval(diffs)
+    assert rows["gcpo"]["final_diff_ci_low"] == pytest.approx(lo)
+    assert rows["gcpo"]["final_diff_ci_high"] == pytest.approx(hi)
+    assert rows["gcpo"]["final_diff_per_seed"] == "s0:+0.100 s1:+0.050 s2:+0.000"
+    assert rows["gcpo"]["area_diff_mean"] == pytest.approx(sum(diffs) / 6)
+    assert rows["grpo"]["final_diff_mean"] is None
+    assert rows["gcpo"]["final_mean"] == pytest.approx(0.5)
+    assert rows["grpo"]["weight_spread_mean"] is None
+    assert rows["gcpo"]["weight_spread_mean"] == pytest.approx(0.2)
+    assert (rows["grpo"]["threshold_reached"], rows["gcpo"]["threshold_reached"]) == (1, 2)
+    assert rows["gcpo"]["steps_to_threshold_mean"] == 10.0
+    # an unfinished seed is left out of the paired difference
+    (results / "runs" / "gcpo-s2" / "summary.json").write_text(json.dumps({"finished": False}))
+    rows = {r["preset"]: r for r in table_rows(c)}
+    assert rows["gcpo"]["seeds_done"] == 2
+    assert rows["gcpo"]["final_diff_mean"] == pytest.approx(0.075)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"presets": ["grpo", "ppo"]}, "presets"),
+        ({"presets": ["gcpo"]}, "baseline"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"train": {"seed": 3}}, "train.seed"),
+        ({"train": {"weighting": {"alpha": 2}}}, "train.weighting"),
+    ],
+)
+def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        CompareConfig(**kw)
+
+
+def test_packaged_comparison_loads_and_every_run_config_is_valid() -> None:
+    from gcpo.compare import train_config_for
+
+    c = load_compare_config("arithmetic")
+    assert c.baseline in c.presets and len(c.seeds) >= 3
+    for preset in c.presets:
+        t = train_config_for(c, preset, c.seeds[0], "runs/x")
+        assert t.preset == preset and t.seed == c.seeds[0]
+        assert t.task == "graded-arithmetic"
+        assert t.weighting.signal == ("none" if preset == "grpo" else t.weighting.signal)
+    with pytest.raises(ConfigError, match="configs/compare"):
+        load_compare_config("no-such-comparison")
+
+
+# -- end to end on tiny-random ---------------------------------------------------------------
+
+
+def test_end_to_end_then_finished_runs_are_skipped(tmp_path: Path, monkeypatch) -> None:
+    c = _tiny(tmp_path)
+    out = run_comparison(c, log=lambda *_: None)
+    assert [s.state for s in out["runs"]] == ["done", "done"]
+    for name in ("grpo-s0", "gcpo-s0"):
+        assert [r["step"] for r in _curve(c, name)] == [0, 2, 4]
+        summary = json.loads((Path(c.results) / "runs" / name / "summary.json").read_text())
+        assert summary["finished"] and summary["steps"] == 4
+        metrics = (Path(c.results) / "runs" / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(m)["step"] for m in metrics] == [1, 2, 3, 4]
+        assert not list((Path(c.runs) / name).glob("checkpoint-*"))  # deleted once finished
+    results = Path(c.results)
+    assert (results / "curves.png").stat().st_size > 1000
+    table = (results / "table.md").read_text()
+    assert "| grpo | 1/1 |" in table and "| gcpo | 1/1 |" in table
+    assert "preset,seeds_done" in (results / "table.csv").read_text()
+
+    # the heavy run directories are lost (a replaced machine): compact results say finished
+    import shutil
+
+    import gcpo.train.run as run_module
+
+    shutil.rmtree(c.runs)
+
+    def no_training(*a: Any, **k: Any) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(run_module, "run_training", no_training)
+    monkeypatch.setattr(run_module, "resume_training", no_training)
+    out = run_comparison(c, log=lambda *_: None)
+    assert [s.state for s in out["runs"]] == ["done", "done"]
+
+    # results of another setup are never mixed in
+    other = _tiny(tmp_path, train={**TINY_TRAIN, "learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="train.learning_rate"):
+        run_comparison(other, log=lambda *_: None)
+
+
+def test_killed_run_resumes_and_recomputes_eval_points(tmp_path: Path, monkeypatch) -> None:
+    from gcpo.trl.callbacks import HeldoutRewardCallback
+
+    c = _tiny(tmp_path, presets=["grpo"], eval_every=1)
+    original = HeldoutRewardCallback.on_step_end
+    writes: list[int] = []
+
+    def killed_after_step_3(self, args, state, control, **kwargs):  # noqa: ANN001
+        original(self, args, state, control, **kwargs)
+        writes.append(state.global_step)
+        if state.global_step == 3 and writes.count(3) == 1:
+            raise KeyboardInterrupt("simulated kill after step 3 was scored")
+
+    monkeypatch.setattr(HeldoutRewardCallback, "on_step_end", killed_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(c, log=lambda *_: None)
+    # killed: step 3 was scored, but the newest checkpoint is step 2
+    assert [r["step"] for r in _curve(c, "grpo-s0")] == [0, 1, 2, 3]
+    (status,) = plan_runs(c)
+    assert status.state == "resume" and status.checkpoint.name == "checkpoint-2"
+    # a kill can also cut the last line in half
+    with (Path(c.results) / "runs" / "grpo-s0" / "curve.jsonl").open("a") as f:
+        f.write('{"step": 4, "heldout_acc')
+
+    out = run_comparison(c, log=lambda *_: None)
+    assert out["runs"][0].state == "done"
+    curve = _curve(c, "grpo-s0")
+    assert [r["step"] for r in curve] == [0, 1, 2, 3, 4]  # 3 recomputed once, no duplicates
+    assert writes.count(3) == 2
+    assert all(math.isfinite(r["heldout_accuracy"]) for r in curve)
+    summary = json.loads((Path(c.results) / "runs" / "grpo-s0" / "summary.json").read_text())
+    assert summary["finished"] and summary["final_accuracy"] is not None
+    # the training log holds each step once (its last line is TRL's end-of-training summary)
+    rows = [json.loads(x) for x in (Path(c.runs) / "grpo-s0" / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows if "reward" in r] == [1, 2, 3, 4]
+
+
+def test_unfinished_run_without_its_heavy_dir_starts_again(tmp_path: Path) -> None:
+    c = _tiny(tmp_path, presets=["grpo"])
+    run_dir = Path(c.results) / "runs" / "grpo-s0"
+    run_dir.mkdir(parents=True)
+    # a curve from a machine that was replaced mid-run; no summary, no heavy directory
+    (run_dir / "curve.jsonl").write_text(
+        '{"step": 0, "heldout_accuracy": 0.0}\n{"step": 2, "heldout_accuracy": 0.99}\n'
+    )
+    (status,) = plan_runs(c)
+    assert status.state == "fresh"
+    run_comparison(c, log=lambda *_: None)
+    curve = _curve(c, "grpo-s0")
+    assert [r["step"] for r in curve] == [0, 2, 4]
+    assert curve[1]["heldout_accuracy"] != 0.99  # the stale point was dropped and recomputed
