@@ -108,20 +108,6 @@ class QuietTensorBoardCallback(TensorBoardCallback):
         super().on_log(args, state, control, logs=logs, **kwargs)
 
 
-def _read_curve(path: str) -> list[dict[str, Any]]:
-    rows = []
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if isinstance(row, dict) and isinstance(row.get("step"), int):
-                    rows.append(row)
-    return rows
-
-
 class HeldoutRewardCallback(TrainerCallback):
     """Greedy held-out reward every ``every`` steps, one JSON line per point appended to ``path``.
 
@@ -186,11 +172,12 @@ class HeldoutRewardCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if state.is_world_process_zero:
-            by_step = {r["step"]: r for r in _read_curve(self.path) if r["step"] <= state.global_step}
-            kept = [by_step[s] for s in sorted(by_step)]
-            if kept or os.path.exists(self.path):
-                atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-            self.scored = set(by_step)
+            kept = recover_jsonl(
+                self.path,
+                required=("step",),
+                keep=lambda r: isinstance(r["step"], int) and r["step"] <= state.global_step,
+            )
+            self.scored = {r["step"] for r in kept}
         if state.global_step == 0:
             self._score(0, state, kwargs)
 
