@@ -142,7 +142,8 @@ class GCPOAdvantageStep:
 
     Args:
         settings: :class:`VerlGCPOConfig`.
-        tokenizer: the policy's tokenizer (what verl's trainer holds as ``self.tokenizer``).
+        tokenizer: the policy's tokenizer (what verl's trainer holds as ``self.tokenizer``); may
+            be None at construction and set before the first :meth:`score`.
         embedder: an embedder object to use instead of ``settings.embedder`` (tests).
     """
 
@@ -196,6 +197,10 @@ class GCPOAdvantageStep:
                 EmbedderConfig(name=s.embedder, batch_size=s.embedder_batch_size, device=s.device)
             )
             if isinstance(base, StaticEmbedder) and s.embed_token_ids:
+                if self.tokenizer is None:
+                    raise ValueError(
+                        "gcpo step: no tokenizer set (needed to re-index the embedder)"
+                    )
                 base = base.for_tokenizer(self.tokenizer, name=f"{s.embedder}@policy")
             self._embedder = base
         return self._embedder
@@ -228,6 +233,8 @@ class GCPOAdvantageStep:
     # -- one batch ----------------------------------------------------------------------------------
 
     def _decode(self, seqs: list[torch.Tensor]) -> list[str]:
+        if self.tokenizer is None:
+            raise ValueError("gcpo step: no tokenizer set (needed to decode the completions)")
         return list(
             self.tokenizer.batch_decode([s.tolist() for s in seqs], skip_special_tokens=True)
         )

@@ -104,16 +104,18 @@ class GCPOTrainer(PPOTrainerSync):
                 "weighs verl's GRPO advantages, set algorithm.adv_estimator=grpo"
             )
         self.gcpo_settings = settings_from_verl_config(config)
-        self.gcpo: GCPOAdvantageStep | None = None
+        # Built (and so validated: preset, overrides, signals) before any worker starts; the
+        # tokenizer is attached once verl has loaded it.
+        self.gcpo = GCPOAdvantageStep(self.gcpo_settings, tokenizer=None)
         super().__init__(config)
 
     def _init_tokenizer(self) -> None:
         super()._init_tokenizer()
-        self.gcpo = GCPOAdvantageStep(self.gcpo_settings, self.tokenizer)
+        self.gcpo.tokenizer = self.tokenizer
 
     def _gcpo_step(self) -> GCPOAdvantageStep:
-        if self.gcpo is None:  # trainers built without _setup (tests) call it on first use
-            self.gcpo = GCPOAdvantageStep(self.gcpo_settings, self.tokenizer)
+        if self.gcpo.tokenizer is None:  # trainers built without _setup (tests)
+            self.gcpo.tokenizer = self.tokenizer
         return self.gcpo
 
     # -- advantages ---------------------------------------------------------------------------
