@@ -208,3 +208,10 @@ def test_package_imports_without_verl_and_says_so(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delitem(sys.modules, "gcpo.verl.trainer", raising=False)
     with pytest.raises(ImportError, match="verl 0.9 is not installed"):
         gv.register()
+
+
+def test_verl_reward_function_is_gcpos_math_reward() -> None:
+    from gcpo.verl.reward import compute_score
+
+    assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{35}.", "35") == 1.0
+    assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{36}.", "35") == 0.0

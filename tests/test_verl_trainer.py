@@ -360,3 +360,40 @@ def test_entry_point_registers_the_mode_lazily_in_a_fresh_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "gcpo.verl.trainer"
+
+
+def test_verl_recipe_composes_with_verls_config_and_builds_the_trainer(tmp_path: Path) -> None:
+    """configs/recipes/verl/qwen2.5-math-1.5b-math.sh: its overrides against verl's own Hydra
+    config and ``validate_config`` (what ``verl.trainer.main_ppo`` does before starting)."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.trainer.ppo.v1 import get_trainer_cls
+    from verl.utils.config import validate_config
+
+    script = Path(__file__).resolve().parents[1] / "configs/recipes/verl/qwen2.5-math-1.5b-math.sh"
+    env = dict(os.environ, DATA_DIR=str(tmp_path), PYTHON=sys.executable)
+    out = subprocess.run(
+        ["bash", str(script), "--print-overrides"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    overrides = out.stdout.splitlines()
+    config_dir = Path(verl.__file__).parent / "trainer" / "config"
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+    OmegaConf.resolve(config)
+    validate_config(
+        config=config,
+        use_reference_policy=need_reference_policy(config),
+        use_critic=need_critic(config),
+    )
+    assert config.trainer.v1.trainer_mode == "gcpo" and config.algorithm.adv_estimator == "grpo"
+    assert config.actor_rollout_ref.rollout.name == "vllm"
+    assert config.reward.custom_reward_function.path.endswith("gcpo/verl/reward.py")
+    trainer = get_trainer_cls("gcpo")(config)
+    assert trainer.gcpo.weighting.signal == "cosine_dispersion"
+    assert trainer.gcpo.extra_signals == ["semantic_entropy"]
