@@ -209,6 +209,21 @@ class GCPOAdvantageStep:
             self._embedder = base
         return self._embedder
 
+    def prepare(self) -> None:
+        """Do the one-time work now rather than in the first batch: build the fast decoder and
+        the embedder (loading, building or re-indexing the static model)."""
+        if self.tokenizer is None:
+            raise ValueError("gcpo step: no tokenizer set")
+        self._decoder()
+        if self.needs_embeddings:
+            self.embedder  # noqa: B018
+
+    def _decoder(self) -> ByteLevelDecoder | None:
+        if self._byte_decoder_for is not self.tokenizer:
+            self._byte_decoder = ByteLevelDecoder.for_tokenizer(self.tokenizer)
+            self._byte_decoder_for = self.tokenizer
+        return self._byte_decoder
+
     # -- checkpoint state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -239,11 +254,9 @@ class GCPOAdvantageStep:
     def _decode(self, flat: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         if self.tokenizer is None:
             raise ValueError("gcpo step: no tokenizer set (needed to decode the completions)")
-        if self._byte_decoder_for is not self.tokenizer:
-            self._byte_decoder = ByteLevelDecoder.for_tokenizer(self.tokenizer)
-            self._byte_decoder_for = self.tokenizer
-        if self._byte_decoder is not None:
-            return self._byte_decoder.decode(flat, lengths)
+        decoder = self._decoder()
+        if decoder is not None:
+            return decoder.decode(flat, lengths)
         seqs = [s.tolist() for s in flat.split(lengths.tolist())]
         return list(self.tokenizer.batch_decode(seqs, skip_special_tokens=True))
 

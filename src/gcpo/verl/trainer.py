@@ -112,6 +112,9 @@ class GCPOTrainer(PPOTrainerSync):
     def _init_tokenizer(self) -> None:
         super()._init_tokenizer()
         self.gcpo.tokenizer = self.tokenizer
+        # load / build / re-index the embedder now: errors show before the workers start and
+        # the first training step does not pay for it
+        self.gcpo.prepare()
 
     def _gcpo_step(self) -> GCPOAdvantageStep:
         if self.gcpo.tokenizer is None:  # trainers built without _setup (tests)
