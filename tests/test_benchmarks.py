@@ -117,6 +117,10 @@ def test_hub_layouts_map_to_items() -> None:
 def test_hub_source_is_used_without_local_data(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
+    import gcpo.tasks.benchmarks as benchmarks
+
+    monkeypatch.delenv("GCPO_DATA_DIR", raising=False)
+    monkeypatch.setattr(benchmarks, "hub_problem", lambda: None)  # the hub answers
     calls = []
 
     def fake_load_dataset(hub_id, config, split):

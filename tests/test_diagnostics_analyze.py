@@ -126,3 +126,20 @@ def test_qa_benchmark_items_score_the_answer_line_like_eval(tmp_path):
     assert it.reward("Answer: Mia Stone\nShe lives by the sea.") == 1.0
     # the answer must be on the first line, as gcpo eval and gcpo train score QA
     assert it.reward("Nobody knows.\nMia Stone") == 0.0
+
+
+def test_resume_accepts_a_run_written_before_the_embedder_was_nested(tmp_path):
+    import json
+
+    from gcpo.diagnostics.analyze import _check_resume, _fingerprint
+
+    cfg = AnalyzeConfig(task="arithmetic", embedder="hashing", output=str(tmp_path))
+    old = _fingerprint(cfg)
+    old["embedder"] = "hashing"  # run.json of an earlier version
+    (tmp_path / "run.json").write_text(json.dumps({"fingerprint": old}))
+    _check_resume(tmp_path, cfg)  # same settings: resumes
+    _check_resume(tmp_path, AnalyzeConfig(task="arithmetic", embedder={"name": "hashing",
+                                          "batch_size": 2}, output=str(tmp_path)))  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps({"fingerprint": old}))
+    with pytest.raises(ConfigError, match="embedder"):
+        _check_resume(tmp_path, AnalyzeConfig(task="arithmetic", embedder="other"))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gcpo.diagnostics.projection import CountSketch, relative_norm_tolerance
+from gcpo.diagnostics.projection import CountSketch
 
 
 def test_projection_is_seeded_and_linear():
@@ -35,7 +35,6 @@ def test_squared_norms_preserved_within_documented_tolerance():
     sigma = math.sqrt(2 / k)
     assert (ratio - 1).abs().max().item() < 4 * sigma
     assert abs(ratio.mean().item() - 1) < 4 * sigma / math.sqrt(40)
-    assert relative_norm_tolerance(k, delta=1 / 16) == pytest.approx(4 * sigma)
 
 
 def test_projection_rejects_bad_input():

@@ -246,3 +246,152 @@ def test_cli_eval_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*argv, "--samples", "2"]) == 0
     assert len((out / "generations.jsonl").read_text().splitlines()) == 8
     assert main(["eval", "--benchmarks", "math500", "--samples", "0"]) == 2  # config error
+
+
+# ------------------------------------------------------- offline: the hub, a trained run
+
+
+def test_eval_fails_at_once_in_one_line_when_the_hub_is_unreachable(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import datasets
+
+    import gcpo.models
+    from gcpo.cli import main
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("nothing may be loaded when the hub is unreachable")
+
+    monkeypatch.setattr(datasets, "load_dataset", forbidden)  # no ~25 s of retries either
+    monkeypatch.setattr(gcpo.models, "load_policy", forbidden)
+    for var in ("GCPO_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    rc = main(["eval", "--benchmarks", "math500", "--output", str(tmp_path / "o")])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert rc == 2 and elapsed < 5.0, (rc, elapsed)
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("gcpo eval: data error: benchmark 'math500'")
+    for part in ("unreachable", "127.0.0.1:9", "--data-dir", "GCPO_DATA_DIR", "HF_HUB_OFFLINE"):
+        assert part in err, part
+
+
+def test_offline_mode_reads_the_cache_and_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datasets
+
+    from gcpo.io import DataError
+    from gcpo.tasks.benchmarks import load_benchmark
+
+    calls = []
+
+    def cache_miss(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionError("Couldn't reach 'x' on the Hub\n(OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", cache_miss)
+    monkeypatch.delenv("GCPO_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no probe: datasets itself answers from its cache
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(DataError) as info:
+        load_benchmark("aime24")
+    assert calls and "\n" not in str(info.value)
+    assert "OfflineModeIsEnabled" in str(info.value) and "--data-dir" in str(info.value)
+
+
+class SumModel(AnswerModel):
+    """Answers "What is a + b?" with a + b; records the generation budget it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budgets: list[int] = []
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        import re
+
+        self.budgets.append(max_new_tokens)
+        outs = []
+        for row in input_ids.tolist():
+            a, b = re.search(r"What is (\d+) \+ (\d+)", "".join(chr(i) for i in row if i)).groups()
+            outs.append([ord(c) for c in str(int(a) + int(b))])
+        width = max(len(o) for o in outs)
+        return torch.cat(
+            [input_ids, torch.tensor([o + [0] * (width - len(o)) for o in outs])], dim=1
+        )
+
+
+def _fake_run(tmp_path: Path) -> tuple[Path, object]:
+    from gcpo.config import dump_yaml
+    from gcpo.train.config import TrainConfig
+
+    run = tmp_path / "runs" / "gcpo-arithmetic-1"
+    (run / "final").mkdir(parents=True)
+    config = TrainConfig(
+        model="tiny-random",
+        task="arithmetic",
+        task_options={"digits": 1, "terms": 2, "ops": "+"},
+        num_train_prompts=40,
+        num_eval_prompts=6,
+        eval_max_new_tokens=7,
+        seed=3,
+        output_dir=str(run),
+    )
+    (run / "config.yaml").write_text(dump_yaml(config))
+    return run, config
+
+
+def test_eval_of_a_trained_run_scores_its_own_held_out_task(tmp_path: Path) -> None:
+    from gcpo.train.data import build_data
+
+    run, train_config = _fake_run(tmp_path)
+    model = SumModel()
+    cfg = EvalConfig(model=str(run / "final"), progress=False, batch_size=4)
+    result = run_evaluation(cfg, model=model, tokenizer=CharTokenizer())
+    assert Path(result["output"]) == run / "eval"
+    assert result["this_model"] == {"arithmetic": {"items": 6, "generations": 6, "pass@1": 1.0}}
+    assert set(model.budgets) == {7}  # the run's eval_max_new_tokens
+    rows = [json.loads(x) for x in (run / "eval" / "generations.jsonl").read_text().splitlines()]
+    _, heldout = build_data(train_config)  # what gcpo train scored before/after training
+    questions = {h["prompt"][0]["content"] for h in heldout}
+    from gcpo.tasks.benchmarks import load_benchmark
+
+    items = load_benchmark("arithmetic", limit=6, seed=3, options=train_config.task_options)
+    assert {it.question for it in items} == questions
+    assert {r["id"] for r in rows} == {it.id for it in items}
+    assert "| " + str(run / "final") + " | 100.0 |" in (run / "eval" / "results.md").read_text()
+    # an explicit benchmark list and limit still win; asking for more than the split holds fails
+    with pytest.raises(ConfigError, match="cannot draw 500 distinct 'test' problems"):
+        run_evaluation(EvalConfig(model=str(run / "final"), limit=500), model=model,
+                       tokenizer=CharTokenizer())  # fmt: skip
+
+
+def test_cli_eval_of_a_run_as_gcpo_train_prints_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gcpo eval --model RUN/final` offline: the run's task, held out, no hub, no data dir."""
+    import datasets
+
+    import gcpo.models
+    from gcpo.cli import main
+
+    run, _ = _fake_run(tmp_path)
+    loaded = []
+
+    def load_policy(name, **kwargs):
+        loaded.append(name)
+        return SumModel(), CharTokenizer()
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked for a synthetic benchmark")
+
+    monkeypatch.setattr(gcpo.models, "load_policy", load_policy)
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    assert main(["eval", "--model", str(run / "final"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert loaded == [str(run / "final")]
+    assert "arithmetic (pass@1)" in out and "100.0" in out and str(run / "eval") in out

@@ -14,10 +14,21 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.fixture()
 def plugin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    import custom_weighting
+    """The example module, imported fresh; its registrations are removed afterwards so other
+    tests see the built-in registry only."""
+    import importlib
+    import sys
 
-    return custom_weighting
+    from gcpo.signals import SIGNALS
+
+    before = set(SIGNALS)
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    sys.modules.pop("custom_weighting", None)
+    module = importlib.import_module("custom_weighting")
+    yield module
+    for name in set(SIGNALS) - before:
+        del SIGNALS[name]
+    sys.modules.pop("custom_weighting", None)
 
 
 def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +118,7 @@ def test_cli_signals_and_analyze_load_the_plugin(plugin, tmp_path: Path) -> None
     assert rc == 0
     header = out.read_text().splitlines()[0].split(",")
     assert "answer_spread" in header and "cd" in header
-    assert main(["--plugin", "no_such_module_xyz", "signals", "-i", str(groups)]) == 2
+    assert main(["signals", "--plugin", "no_such_module_xyz", "-i", str(groups)]) == 2
 
 
 @pytest.mark.slow
@@ -121,3 +132,14 @@ def test_analyze_reports_a_registered_signal(plugin, tmp_path: Path) -> None:  #
     assert rc == 0
     rows = (tmp_path / "a" / "groups.csv").read_text().splitlines()
     assert "answer_spread" in rows[0].split(",")
+
+
+def test_docs_show_the_example_that_runs_here() -> None:
+    """The weight function printed in docs/training.md is the one these tests train with."""
+    import re
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    example = (EXAMPLES / "custom_weighting.py").read_text()
+    body = example[example.index("def pass_rate_weight") :]
+    code = re.sub(r'    """.*?"""\n', "", body, flags=re.S).strip()
+    assert code in docs

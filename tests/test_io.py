@@ -9,7 +9,6 @@ from gcpo.io import (
     DataError,
     JsonlReport,
     append_jsonl,
-    atomic_save_torch,
     atomic_write_text,
     read_jsonl,
     write_jsonl,
@@ -65,18 +64,13 @@ def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path) -> None:
 
 
 def test_atomic_write_failure_keeps_old_content(tmp_path) -> None:
-    target = tmp_path / "f.pt"
-    atomic_save_torch({"a": 1}, target)
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old")
     before = target.read_bytes()
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        atomic_save_torch({"a": Unpicklable()}, target)
+    with pytest.raises(TypeError):  # fails half-way, inside the temporary file's write
+        atomic_write_text(target, 123)  # type: ignore[arg-type]
     assert target.read_bytes() == before
-    assert os.listdir(tmp_path) == ["f.pt"]
+    assert os.listdir(tmp_path) == ["f.txt"]
 
 
 def test_append_and_write_jsonl_roundtrip(tmp_path) -> None:
@@ -86,3 +80,21 @@ def test_append_and_write_jsonl_roundtrip(tmp_path) -> None:
     assert read_jsonl(p) == [{"step": 1}, {"step": 2}]
     write_jsonl(p, [{"k": "ü"}])
     assert json.loads(p.read_text(encoding="utf-8")) == {"k": "ü"}
+
+
+def test_recover_jsonl_drops_a_cut_line_and_rejected_rows_then_appends_cleanly(tmp_path) -> None:
+    from gcpo.io import recover_jsonl
+
+    p = tmp_path / "g.jsonl"
+    assert recover_jsonl(p) == [] and not p.exists()
+    for step in (1, 2, 3):
+        append_jsonl(p, {"step": step})
+    intact = p.read_bytes()
+    assert recover_jsonl(p) == [{"step": 1}, {"step": 2}, {"step": 3}]
+    assert p.read_bytes() == intact  # nothing dropped: the file is not rewritten
+    p.write_bytes(intact + b'{"step": 4, "lo')  # killed mid-write
+    assert recover_jsonl(p, keep=lambda r: r["step"] <= 2) == [{"step": 1}, {"step": 2}]
+    append_jsonl(p, {"step": 3})
+    assert read_jsonl(p) == [{"step": 1}, {"step": 2}, {"step": 3}]
+    p.write_bytes(p.read_bytes() + b'{"no_step": 1}\n')
+    assert recover_jsonl(p, required=("step",)) == read_jsonl(p) == [{"step": s} for s in (1, 2, 3)]

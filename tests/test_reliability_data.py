@@ -237,7 +237,7 @@ def test_gcpo_train_reports_embedder_oom_in_one_line(
     rc = main(["train", "model=tiny-random", f"output_dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     assert rc == 3
-    assert "out of memory" in err and "embedder_batch_size=N" in err
+    assert "out of memory" in err and "embedder.batch_size=N" in err
     assert "Traceback" not in err
 
 

@@ -30,7 +30,7 @@ def test_quickstart_is_the_default_and_valid() -> None:
     assert c.model == "smollm2-135m-instruct"
     assert c.preset == "gcpo" and c.weighting.signal == "cosine_dispersion"
     assert c.task == "arithmetic"
-    assert c.embedder == "all-MiniLM-L6-v2"
+    assert c.embedder.name == "all-MiniLM-L6-v2"
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.name)
@@ -77,9 +77,9 @@ def test_cli_help_lists_every_field(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "--help"])
     out = capsys.readouterr().out
     for f in dataclasses.fields(TrainConfig):
-        if f.name != "weighting":
+        if f.name not in ("weighting", "embedder"):  # nested: listed field by field
             assert f"  {f.name} (" in out, f.name
-    assert "weighting.alpha (" in out
+    assert "weighting.alpha (" in out and "embedder.batch_size (" in out
 
 
 def test_cli_config_error_exit_code(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -178,3 +178,21 @@ def test_user_reward_and_jsonl_dataset(tmp_path: Path, monkeypatch: pytest.Monke
     rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["rewards/my_reward/mean"] == pytest.approx(0.125)
     assert not (tmp_path / "r" / "final").exists()
+
+
+def test_hub_dataset_with_the_hub_unreachable_fails_at_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("datasets.load_dataset would retry for ~25 s")
+
+    monkeypatch.setattr(datasets, "load_dataset", forbidden)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert main(["train", "dataset=some-org/some-data", "embedder=hashing", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "dataset 'some-org/some-data': not a local file" in err and "unreachable" in err

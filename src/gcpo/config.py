@@ -8,6 +8,18 @@ one-to-one onto the fields (torchtune style). Nested dataclasses map onto nested
 Validation happens before anything heavy (a model, a dataset) is loaded and raises
 :class:`ConfigError`, a ``ValueError`` whose message names the field, the value found and what
 is allowed.
+
+A config dataclass may also declare, as ``ClassVar`` attributes read by :func:`from_dict`:
+
+- ``config_aliases: dict[str, str]`` -- more keys accepted in YAML and overrides, each mapped to a
+  dotted field path (old names, shorthands: ``embedder_batch_size`` -> ``embedder.batch_size``);
+- ``config_shorthand: str`` (on a nested dataclass) -- the field a plain value sets when given for
+  the whole dataclass (``embedder: hashing`` means ``embedder: {name: hashing}``);
+- ``config_preset: bool`` -- the class has a ``preset`` name and a ``weighting`` field, and the
+  weighting is the named preset's fields updated with the given ones (:func:`preset_weighting`).
+
+:func:`load` builds a config from its layers in one order for every entry point: YAML file,
+``preset`` (a command-line ``--preset``), ``KEY=VALUE`` overrides, then typed values (flags).
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ __all__ = [
     "load",
     "read_yaml",
     "apply_overrides",
+    "preset_weighting",
+    "coerce",
+    "tagged_fields",
     "to_dict",
     "validate",
     "dump_yaml",
@@ -50,9 +65,16 @@ def field(
     min: float | None = None,
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
+    tags: Sequence[str] = (),
 ) -> Any:
-    """A dataclass field with help text and optional allowed values / numeric range."""
+    """A dataclass field with help text and optional allowed values / numeric range.
+
+    ``tags`` mark fields for a consumer (see :func:`tagged_fields`), e.g. the train config's
+    fields that are passed to TRL's ``GRPOConfig`` under the same name.
+    """
     meta: dict[str, Any] = {"help": help}
+    if tags:
+        meta["tags"] = tuple(tags)
     if choices is not None:
         meta["choices"] = tuple(choices)
     if min is not None:
@@ -62,6 +84,11 @@ def field(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def tagged_fields(cls: type, tag: str) -> tuple[str, ...]:
+    """Names of the fields of dataclass ``cls`` declared with ``tags`` containing ``tag``."""
+    return tuple(f.name for f in dataclasses.fields(cls) if tag in f.metadata.get("tags", ()))
 
 
 def _type_name(tp: Any) -> str:
@@ -85,14 +112,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
@@ -114,6 +140,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if dataclasses.is_dataclass(value) and isinstance(value, tp):
             return value
+        shorthand = getattr(tp, "config_shorthand", None)
+        if shorthand and isinstance(value, str):
+            value = {shorthand: value}
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return from_dict(tp, value, prefix=f"{where}.")
@@ -162,6 +191,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` converted to type ``tp`` (a mapping or a shorthand string becomes a nested
+    dataclass), or a ConfigError naming ``where``. For ``__post_init__`` of configs that are
+    also built in Python."""
+    return _coerce(value, tp, where)
+
+
 def _check_meta(f: dataclasses.Field[Any], value: Any, where: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
@@ -169,9 +205,7 @@ def _check_meta(f: dataclasses.Field[Any], value: Any, where: str) -> None:
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             if v not in choices:
-                raise ConfigError(
-                    f"{where}: got {v!r}, allowed: {', '.join(map(str, choices))}"
-                )
+                raise ConfigError(f"{where}: got {v!r}, allowed: {', '.join(map(str, choices))}")
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if lo is not None and value < lo:
@@ -197,18 +231,89 @@ def validate(obj: Any, prefix: str = "") -> None:
             validate(coerced, prefix=f"{where}.")
 
 
+def _dataclass_type(tp: Any) -> type | None:
+    """``tp`` (or the dataclass inside ``X | None``) if it is a dataclass type, else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else None
+    return tp if dataclasses.is_dataclass(tp) and isinstance(tp, type) else None
+
+
+def _rewrite_key(cls: type, key: str, value: Any) -> str:
+    """The dotted path a raw key of ``cls`` stands for (aliases, shorthands), else ``key``."""
+    head, dot, rest = key.partition(".")
+    aliases: Mapping[str, str] = getattr(cls, "config_aliases", {})
+    if head in aliases:
+        return aliases[head] + dot + rest
+    if not dot:
+        hints = typing.get_type_hints(cls)
+        nested = _dataclass_type(hints.get(key)) if key in hints else None
+        shorthand = getattr(nested, "config_shorthand", None)
+        if shorthand and not isinstance(value, Mapping) and not dataclasses.is_dataclass(value):
+            return f"{key}.{shorthand}"
+    return key
+
+
+def normalize_keys(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the aliases and shorthands of ``cls`` rewritten to field paths (a copy)."""
+    import copy
+
+    out: dict[str, Any] = {}
+    plain = [(k, v) for k, v in data.items() if _rewrite_key(cls, str(k), v) == k]
+    moved = [(k, v) for k, v in data.items() if _rewrite_key(cls, str(k), v) != k]
+    for key, value in plain:
+        out[key] = copy.deepcopy(value)
+    for key, value in moved:  # after the plain keys, so they merge into a nested mapping
+        _set_path(out, _rewrite_key(cls, str(key), value), copy.deepcopy(value))
+    return out
+
+
+def preset_weighting(name: Any, weighting: Any = None) -> Any:
+    """The weighting of a config: preset ``name``'s fields, updated with ``weighting``.
+
+    ``weighting`` may be None (the preset as it is), a mapping of WeightingConfig fields (they
+    override the preset's), or a WeightingConfig (returned as it is). This is the one place a
+    preset and its overrides are merged (``gcpo train``, ``gcpo signals``, Python configs).
+    """
+    from gcpo.weighting import WeightingConfig, available_presets, preset
+
+    names = available_presets()
+    if not isinstance(name, str) or name not in names:
+        raise ConfigError(f"preset: got {name!r}, allowed: {', '.join(names)}")
+    if isinstance(weighting, WeightingConfig):
+        return weighting
+    if weighting is None:
+        weighting = {}
+    if not isinstance(weighting, Mapping):
+        raise ConfigError(
+            f"weighting: expected a mapping of WeightingConfig fields, got {weighting!r}"
+        )
+    data = to_dict(preset(name))
+    data.update(weighting)
+    try:
+        return from_dict(WeightingConfig, data, prefix="weighting.")
+    except ConfigError:
+        raise
+    except ValueError as exc:  # WeightingConfig.__post_init__ cross-field checks
+        raise ConfigError(f"weighting: {exc}") from None
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys and bad values raise ConfigError."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
     assert dataclasses.is_dataclass(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data = normalize_keys(cls, data)
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise ConfigError(
             f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; "
             f"allowed keys: {', '.join(sorted(fields))}"
         )
+    if getattr(cls, "config_preset", False):
+        name = data.get("preset", fields["preset"].default)
+        data["weighting"] = preset_weighting(name, data.get("weighting"))
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
@@ -252,8 +357,14 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested dict, returning a copy."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], cls: type | None = None
+) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested dict, returning a copy.
+
+    With ``cls``, keys are first rewritten by its aliases and shorthands (``embedder=hashing``
+    sets ``embedder.name``, keeping the other embedder fields).
+    """
     import copy
 
     out = copy.deepcopy(data)
@@ -268,7 +379,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        _set_path(out, key, value)
+        _set_path(out, _rewrite_key(cls, key, value) if cls is not None else key, value)
     return out
 
 
@@ -288,10 +399,31 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus overrides."""
-    data = read_yaml(path) if path is not None else {}
-    return from_dict(cls, apply_overrides(data, overrides))
+def load(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    preset: str | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> T:
+    """Build ``cls`` from its layers, each over the one before:
+
+    1. the YAML file ``path`` (defaults when None);
+    2. ``preset``: replaces the file's preset *and drops the file's weighting fields*, so that
+       ``--preset grpo`` really means GRPO (a ``preset=NAME`` override keeps them);
+    3. ``overrides``: ``KEY=VALUE`` strings, values parsed as YAML;
+    4. ``values``: dotted path -> value, converted by the field's type (command-line flags; a
+       string stays a string, so a regex is not parsed as YAML).
+    """
+    data = normalize_keys(cls, read_yaml(path)) if path is not None else {}
+    if preset is not None:
+        data.pop("weighting", None)
+        data["preset"] = preset
+    data = apply_overrides(data, overrides, cls)
+    for key, value in (values or {}).items():
+        _set_path(data, _rewrite_key(cls, key, value), value)
+    return from_dict(cls, data)
 
 
 def dump_yaml(obj: Any) -> str:
@@ -304,8 +436,9 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints.get(f.name, Any)
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            lines.extend(help_lines(tp, prefix=f"{prefix}{f.name}."))
+        nested = _dataclass_type(tp)
+        if nested is not None:
+            lines.extend(help_lines(nested, prefix=f"{prefix}{f.name}."))
             continue
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)

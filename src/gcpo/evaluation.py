@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import ConfigError, field, validate
-from gcpo.io import JsonlReport, append_jsonl, atomic_write_text, read_jsonl
+from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl
 from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
 
 __all__ = [
@@ -46,17 +45,41 @@ GENERATIONS_FILE = "generations.jsonl"
 
 @dataclass
 class EvalConfig:
-    model: str = field("smollm2-135m-instruct", help="model name, local directory or HF hub id")
+    model: str = field(
+        "smollm2-135m-instruct",
+        help="model name, local directory or HF hub id; a gcpo train run's RUN/final (or "
+        "RUN/checkpoint-N) also sets 'run'",
+    )
     benchmarks: list[str] = field(
-        default_factory=lambda: ["math500"],
-        help="benchmarks to run (comma-separated on the command line): " + ", ".join(BENCHMARKS),
+        default_factory=list,
+        help="benchmarks to run (comma-separated on the command line): "
+        + ", ".join(BENCHMARKS)
+        + "; empty = the run's synthetic task (see 'run'), else math500",
+    )
+    run: str | None = field(
+        None,
+        help="a gcpo train run directory whose task to evaluate: a synthetic task's held-out "
+        "prompts, drawn with the run's seed and task_options, as many as its num_eval_prompts, "
+        "with its eval_max_new_tokens (default: the directory above --model when that holds "
+        "the config.yaml of a run)",
+    )
+    task_options: dict[str, Any] = field(
+        default_factory=dict,
+        help="difficulty knobs of a synthetic benchmark (arithmetic: digits, terms, ops; "
+        "passage-qa: facts); default: the run's",
     )
     samples: int = field(1, help="completions per item (k); 1 = greedy decoding", min=1)
-    limit: int | None = field(None, help="evaluate only the first N items of each benchmark", min=1)
+    limit: int | None = field(
+        None,
+        help="evaluate only the first N items of each benchmark (synthetic: N held-out prompts; "
+        "default the run's num_eval_prompts, else 100)",
+        min=1,
+    )
     max_new_tokens: int | None = field(
         None,
         help="generation length limit in tokens; unset = per benchmark (math 1024, hotpotqa 32, "
-        "qasper / narrativeqa 128, LongBench's lengths)",
+        "qasper / narrativeqa 128, LongBench's lengths; synthetic: the run's "
+        "eval_max_new_tokens, else 32)",
         min=1,
     )
     temperature: float = field(0.6, help="sampling temperature when samples > 1", min=0.0)
@@ -70,7 +93,9 @@ class EvalConfig:
         help="folder with <benchmark>/test.jsonl files; unset = $GCPO_DATA_DIR if set, else the "
         "Hugging Face hub",
     )
-    output: str | None = field(None, help="output folder (default runs/eval-<model name>)")
+    output: str | None = field(
+        None, help="output folder (default RUN/eval for a run, else runs/eval-<model name>)"
+    )
     seed: int = field(0, help="sampling seed")
     dtype: str = field("float32", help="model dtype", choices=("float32", "bfloat16", "float16"))
     device: str | None = field(None, help="torch device (default: cuda if available, else cpu)")
@@ -97,6 +122,31 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prob_all_wrong
 
 
+def train_run(config: EvalConfig) -> tuple[Path, Any] | None:
+    """(run directory, its TrainConfig) of the gcpo train run ``config`` evaluates, or None.
+
+    ``config.run`` names it; otherwise it is the directory above ``config.model`` when the model
+    is a run's ``final`` or ``checkpoint-N`` and that directory holds the run's config.yaml.
+    """
+    from gcpo.config import load
+    from gcpo.train.config import TrainConfig
+
+    if config.run:
+        run_dir = Path(config.run)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"run: {config.run!r} holds no config.yaml; not a gcpo train run")
+    else:
+        model = Path(config.model)
+        run_dir = model.parent
+        named = model.name == "final" or re.fullmatch(r"checkpoint-\d+", model.name)
+        if not (named and model.is_dir() and (run_dir / "config.yaml").is_file()):
+            return None
+    try:
+        return run_dir, load(TrainConfig, run_dir / "config.yaml")
+    except ConfigError as exc:
+        raise ConfigError(f"run: {run_dir / 'config.yaml'}: {exc}") from None
+
+
 def default_output_dir(model: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip().rstrip("/")).strip("-") or "model"
     return Path("runs") / f"eval-{slug[-80:]}"
@@ -106,28 +156,9 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
     return (str(row["model"]), str(row["benchmark"]), str(row["id"]), int(row["sample"]))
 
 
-def _terminate_last_line(path: Path) -> None:
-    """A run killed mid-write can leave a last line without its newline; close it so the next
-    appended row starts on a line of its own (the broken line is then skipped on read)."""
-    if path.exists() and path.stat().st_size > 0:
-        with path.open("rb+") as fh:
-            fh.seek(-1, 2)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-
-
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    report = JsonlReport()
-    rows = read_jsonl(
-        path,
-        required=("model", "benchmark", "id", "sample", "score"),
-        skip_bad_rows=True,
-        report=report,
-        allow_empty=True,
-    )
-    return rows
+    """The scored rows so far; a line cut short by a killed run is dropped from the file."""
+    return recover_jsonl(path, required=("model", "benchmark", "id", "sample", "score"))
 
 
 def score_generation(item: BenchmarkItem, generation: str, *, math_timeout: float) -> dict:
@@ -191,22 +222,42 @@ def run_evaluation(
     {...}, "timing": {benchmark: {"items", "generations", "seconds"}}}``.
     """
     validate(config)
-    if not config.benchmarks:
-        raise ConfigError("benchmarks: got an empty list, choose from " + ", ".join(BENCHMARKS))
-    unknown = [b for b in config.benchmarks if b not in BENCHMARKS]
+    run = train_run(config)
+    trained = run[1] if run is not None and not run[1].dataset else None  # a synthetic task
+    benchmarks = config.benchmarks or [trained.task if trained is not None else "math500"]
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"benchmarks: got {unknown[0]!r}, allowed: {', '.join(BENCHMARKS)}")
-    out_dir = Path(config.output) if config.output else default_output_dir(config.model)
+    # Load every benchmark before the model: a data error should cost seconds, not minutes.
+    items_by_bench = {}
+    max_new_tokens = {}
+    for name in benchmarks:
+        spec = BENCHMARKS[name]
+        max_new_tokens[name] = config.max_new_tokens or spec.max_new_tokens
+        if spec.generate is None:
+            items_by_bench[name] = load_benchmark(
+                name, data_dir=config.data_dir, limit=config.limit
+            )
+            continue
+        # a synthetic task: the run's held-out split when it trained on this task
+        own = trained if trained is not None and trained.task == name else None
+        limit = config.limit or (own.num_eval_prompts if own and own.num_eval_prompts else None)
+        options = config.task_options or (own.task_options if own else {})
+        if own is not None and not config.max_new_tokens:
+            max_new_tokens[name] = own.eval_max_new_tokens
+        try:
+            items_by_bench[name] = load_benchmark(
+                name, limit=limit, seed=own.seed if own else config.seed, options=options
+            )
+        except ValueError as exc:  # unknown knob, or more prompts than the split holds
+            raise ConfigError(f"{exc} (limit / task_options)") from None
+    if config.output:
+        out_dir = Path(config.output)
+    else:
+        out_dir = run[0] / "eval" if run is not None else default_output_dir(config.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen_path = out_dir / GENERATIONS_FILE
 
-    # Load every benchmark before the model: a data error should cost seconds, not minutes.
-    data_dir = config.data_dir or os.environ.get("GCPO_DATA_DIR") or None
-    items_by_bench = {
-        name: load_benchmark(name, data_dir=data_dir, limit=config.limit)
-        for name in config.benchmarks
-    }
-    _terminate_last_line(gen_path)
     done = {_row_key(r) for r in _read_rows(gen_path)}
     todo: dict[str, list[tuple[BenchmarkItem, int]]] = {
         name: [
@@ -251,7 +302,7 @@ def run_evaluation(
                     [prompts[item.id] for item, _ in batch],
                     config,
                     seed=config.seed * 1_000_003 + b,
-                    max_new_tokens=config.max_new_tokens or BENCHMARKS[name].max_new_tokens,
+                    max_new_tokens=max_new_tokens[name],
                 )
                 for (item, s), text, plen, ntok in zip(
                     batch, texts, prompt_lens, new_counts, strict=True

@@ -6,16 +6,17 @@
 - ``atomic_*`` writers write to a temporary file in the same directory, fsync, then ``os.replace``
   it over the target, so a reader (or a resumed run) sees either the old or the new content,
   never a half-written file.
+- ``append_jsonl`` appends one fsynced row at a time; ``recover_jsonl`` reads such a file back
+  after a kill (dropping a line cut short) so that appending can continue.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ __all__ = [
     "read_jsonl",
     "atomic_write_text",
     "atomic_write_bytes",
-    "atomic_save_torch",
     "append_jsonl",
     "write_jsonl",
+    "recover_jsonl",
+    "fsync_dir",
 ]
 
 
@@ -126,11 +128,13 @@ def _atomic_write(path: str | os.PathLike[str], write: Any, mode: str) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """fsync a directory, so a rename or a new file in it survives a power cut (best effort:
+    some file systems cannot fsync a directory)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -153,20 +157,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return _atomic_write(path, lambda fh: fh.write(data), "wb")
 
 
-def atomic_save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to ``path`` atomically."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
 def append_jsonl(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
     """Append one row and flush it to disk (a killed run keeps every completed row).
 
-    A crash can at worst leave a truncated last line, which ``read_jsonl(skip_bad_rows=True)``
-    skips on resume.
+    A crash can at worst leave a truncated last line, which :func:`recover_jsonl` drops on
+    resume.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +178,31 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
         json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows
     )
     return atomic_write_text(path, text)
+
+
+def recover_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    required: Sequence[str] = (),
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of a JSONL file a run appends to, read back after a possible kill.
+
+    Lines that are not valid rows (a line cut short mid-write, a row missing a ``required``
+    key) are dropped, and so are the rows ``keep`` rejects (e.g. steps after the checkpoint a
+    run resumes from). When anything was dropped the file is rewritten atomically with the rows
+    kept, so the next :func:`append_jsonl` starts on a line of its own and the file never holds
+    two histories. A missing file gives ``[]``.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    report = JsonlReport()
+    rows = read_jsonl(p, required=required, skip_bad_rows=True, report=report, allow_empty=True)
+    kept = [r for r in rows if keep is None or keep(r)]
+    if report.skipped or len(kept) != len(rows):
+        write_jsonl(p, kept)
+    return kept
 
 
 def _json_default(obj: Any) -> Any:

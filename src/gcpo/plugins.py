@@ -31,7 +31,7 @@ def load_plugins(modules: Sequence[str] = (), *, entry_points: bool = True) -> l
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ConfigError(f"--plugin: cannot import module {name!r} ({exc})") from None
+            raise ConfigError(f"--plugin {name}: cannot import it: {exc}") from None
         loaded.append(name)
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -41,9 +41,6 @@ __all__ = ["RewardError", "RewardStats", "safe_reward", "sanitize_rewards"]
 
 RewardFn = Callable[..., Any]
 
-# keyword arguments TRL passes to reward functions that are not data columns
-_TRL_EXTRAS = ("trainer_state", "log_extra", "log_metric", "environments", "completion_ids")
-
 
 class RewardError(ValueError):
     """A reward function failed and ``fail_fast`` was asked for; the message names it."""

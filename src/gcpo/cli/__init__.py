@@ -1,8 +1,10 @@
 """The ``gcpo`` command: one entry point, one subcommand per job.
 
 Each subcommand lives in its own module ``gcpo.cli.<name>`` exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Modules keep heavy imports (torch,
-transformers, TRL) inside ``run`` so that ``gcpo --help`` and argument errors stay instant.
+``add_arguments(parser)`` and ``run(args) -> int``; its flags, YAML file and ``KEY=VALUE``
+overrides come from its config dataclass through :class:`gcpo.cli.binding.Binding`. Modules keep
+model / trainer imports inside ``run``. Errors that describe bad input are printed as one line
+(no traceback) with the exit code of :data:`EXIT_CODES`, the one place they are mapped.
 """
 
 from __future__ import annotations
@@ -14,27 +16,29 @@ from collections.abc import Sequence
 
 from gcpo.config import ConfigError
 from gcpo.io import DataError
+from gcpo.rewards import RewardError
 
-SUBCOMMANDS = ("train", "compare", "eval", "signals", "analyze")
+# a name whose module does not exist (yet) is skipped, so "compare" costs nothing until it lands
+SUBCOMMANDS = ("train", "eval", "signals", "analyze", "compare")
+
+# exception -> (exit code, what the one-line message calls it); the first match wins
+EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (ConfigError, 2, "configuration error"),
+    (DataError, 2, "data error"),
+    (RewardError, 2, "reward error"),
+    (MemoryError, 3, "out of memory"),
+    (KeyboardInterrupt, 130, "interrupted"),
+)
+# what to do about it, added to the message unless it already says so
+_HINTS = {
+    MemoryError: ("embedder.batch_size", "lower embedder.batch_size=N (--embedder-batch-size)")
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gcpo",
         description="Geometry-aware Calibrated Policy Optimization for LLM post-training.",
-    )
-    plugin_help = (
-        "import MODULE first (repeatable): a module that registers signals, tasks or weight "
-        "functions; entry points of the 'gcpo.plugins' group are always loaded"
-    )
-    parser.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE", dest="plugins_top",
-        help=plugin_help,
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE", dest="plugins",
-        help=plugin_help,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"gcpo.cli.{name}":
                 raise
             continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -68,41 +72,25 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe bad input or settings: printed as one line, no traceback."""
-    errors: list[type[BaseException]] = [DataError]
-    try:
-        from gcpo.rewards import RewardError
-
-        errors.append(RewardError)
-    except ImportError:  # pragma: no cover - optional module
-        pass
-    return tuple(errors)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    handled = tuple(exc for exc, _, _ in EXIT_CODES)
     try:
-        from gcpo.plugins import load_plugins
-
-        load_plugins([*args.plugins_top, *getattr(args, "plugins", [])])
         return int(args._run(args) or 0)
-    except ConfigError as exc:
-        print(f"gcpo {args.command}: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except _user_errors() as exc:
-        print(f"gcpo {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except MemoryError as exc:  # EmbedderMemoryError names the setting to lower
-        print(f"gcpo {args.command}: out of memory: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print(f"gcpo {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except handled as exc:
+        code, label = next((c, lab) for e, c, lab in EXIT_CODES if isinstance(exc, e))
+        message = " ".join(str(exc).split())  # one line, whatever the exception held
+        for kind, (said, hint) in _HINTS.items():
+            if isinstance(exc, kind) and said not in message:
+                message = f"{message}; {hint}" if message else hint
+        print(
+            f"gcpo {args.command}: {label}" + (f": {message}" if message else ""), file=sys.stderr
+        )
+        return code
 
 
 if __name__ == "__main__":

@@ -14,16 +14,25 @@ Examples::
         --output scores.csv alpha=0.5 calibration=snr
 
 With ``rank`` normalisation (the gcpo presets) the window is this file's groups: each group's
-uncertainty is ranked among all groups of the file.
+uncertainty is ranked among all groups of the file. The weighting is the preset, then the
+``weighting`` fields of ``--config FILE`` (a ``SignalsConfig`` YAML; bare WeightingConfig fields
+such as ``alpha: 0.5`` are accepted for ``weighting.alpha``), then ``KEY=VALUE`` overrides
+(``alpha=0.5`` or ``weighting.alpha=0.5``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from gcpo import config as cfg
+from gcpo.embedders import EmbedderConfig
+from gcpo.weighting import WeightingConfig
 
 HELP = "score JSONL prompt groups: signals (SE, CD, BoT, RD, ...), calibrated uncertainty, weights"
 
@@ -31,77 +40,66 @@ DEFAULT_SIGNALS = "se,cd,bot"
 _PROMPT_WIDTH = 40
 
 
+@dataclass
+class SignalsConfig:
+    """Everything ``gcpo signals`` needs."""
+
+    input: str = cfg.field("", help="JSONL of groups: prompt, completions, rewards, ...")
+    preset: str = cfg.field(
+        "gcpo", help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot"
+    )
+    weighting: WeightingConfig = cfg.field(
+        None, help="weighting fields over the preset's (WeightingConfig; alpha=... is short for "
+        "weighting.alpha=...)",
+    )  # fmt: skip
+    signals: str = cfg.field(
+        DEFAULT_SIGNALS,
+        help="comma-separated signals to report besides the preset's own and rd: se, cd, bot, "
+        "eig, te, nll or full names ('' for none)",
+    )
+    output: str = cfg.field("", help="write per-group results to this .jsonl or .csv file")
+    embedder: EmbedderConfig = cfg.field(
+        default_factory=EmbedderConfig,
+        help="sentence embedder ('embedder: NAME' sets embedder.name; 'hashing' needs no model)",
+    )
+    skip_bad_rows: bool = cfg.field(
+        False, help="skip (and count) malformed groups instead of stopping at the first one"
+    )
+    quiet: bool = cfg.field(False, help="do not print the table")
+
+    config_preset: ClassVar[bool] = True
+    # every WeightingConfig field may be given bare (alpha=0.5), as before SignalsConfig existed
+    config_aliases: ClassVar[dict[str, str]] = {
+        f.name: f"weighting.{f.name}" for f in dataclasses.fields(WeightingConfig)
+    }
+
+    def __post_init__(self) -> None:
+        # the preset's weighting unless one is given; a mapping overrides the preset's fields
+        self.weighting = cfg.preset_weighting(self.preset, self.weighting)
+        self.embedder = cfg.coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
+        if self.output and Path(self.output).suffix.lower() not in (".jsonl", ".csv"):
+            raise cfg.ConfigError(
+                f"output: got {self.output!r}, expected a file name ending in .jsonl or .csv"
+            )
+
+
+def binding() -> Any:
+    from gcpo.cli.binding import Binding
+
+    return Binding(
+        SignalsConfig,
+        aliases={"input": ("-i",), "output": ("-o",), "quiet": ("-q",)},
+        extra_flags={
+            "--embedder-batch-size": "embedder.batch_size",
+            "--device": "embedder.device",
+        },
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (__doc__ or HELP).split("\n", 1)[1].replace("::", ":")
-    parser.add_argument(
-        "--input", "-i", required=True, help="JSONL of groups: prompt, completions, rewards, ..."
-    )
-    parser.add_argument(
-        "--preset",
-        default="gcpo",
-        help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot (default: gcpo)",
-    )
-    parser.add_argument(
-        "--config", help="YAML file of WeightingConfig fields, applied on top of the preset"
-    )
-    parser.add_argument(
-        "--signals",
-        default=DEFAULT_SIGNALS,
-        help="comma-separated signals to report besides the preset's own and rd: se, cd, bot, "
-        f"eig, te, nll or full names (default: {DEFAULT_SIGNALS}; '' for none)",
-    )
-    parser.add_argument(
-        "--output", "-o", help="write per-group results to this .jsonl or .csv file"
-    )
-    parser.add_argument(
-        "--embedder",
-        default="all-MiniLM-L6-v2",
-        help="sentence embedder: all-MiniLM-L6-v2 (default, offline), hashing (no model, for "
-        "smoke tests), or a local sentence-transformers directory",
-    )
-    parser.add_argument(
-        "--embedder-batch-size", type=int, default=64, help="texts per encoder pass (default 64)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="embedder device: auto, cpu, cuda, ... (default auto)"
-    )
-    parser.add_argument(
-        "--skip-bad-rows",
-        action="store_true",
-        help="skip (and count) malformed groups instead of stopping at the first one",
-    )
-    parser.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="WeightingConfig overrides, e.g. alpha=0.5 calibration=snr (see gcpo.weighting)",
-    )
-
-
-def load_weighting(preset_name: str, config_path: str | None, overrides: list[str]) -> Any:
-    """WeightingConfig = preset, then the YAML file's fields, then KEY=VALUE overrides."""
-    import yaml
-
-    from gcpo.config import ConfigError, apply_overrides, from_dict, to_dict
-    from gcpo.weighting import WeightingConfig, available_presets, preset
-
-    if preset_name not in available_presets():
-        raise ConfigError(f"preset: got {preset_name!r}, allowed: {', '.join(available_presets())}")
-    data = to_dict(preset(preset_name))
-    if config_path is not None:
-        p = Path(config_path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r}: top level must be a mapping")
-        data.update(loaded)
-    return from_dict(WeightingConfig, apply_overrides(data, overrides))
+    binding().add_arguments(parser)
 
 
 def _line_numbers(path: Path) -> list[int]:
@@ -195,41 +193,31 @@ def write_results(path: str, records: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.config import ConfigError
-    from gcpo.embedders import EmbedderConfig
     from gcpo.io import DataError
     from gcpo.scoring import GroupScorer, resolve_signal_names
 
-    config = load_weighting(args.preset, args.config, list(args.overrides))
+    conf: SignalsConfig = binding().load(args)
+    config = conf.weighting
+    if not conf.input:
+        raise ConfigError("input: give the JSONL file of groups (--input FILE)")
     try:
-        extra = resolve_signal_names(args.signals or "")
+        extra = resolve_signal_names(conf.signals or "")
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv"):
-        raise ConfigError(
-            f"output: got {args.output!r}, expected a file name ending in .jsonl or .csv"
-        )
-    embedder = EmbedderConfig(
-        name=args.embedder, batch_size=args.embedder_batch_size, device=args.device
-    )
-    try:
-        groups, skipped, reasons = read_groups(args.input, args.skip_bad_rows)
-    except DataError as exc:
-        print(f"gcpo signals: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"signals: {exc}") from None
+    groups, skipped, reasons = read_groups(conf.input, conf.skip_bad_rows)
     for reason in reasons[:5]:
         print(f"gcpo signals: skipped {reason}", file=sys.stderr)
     # signals that need absent inputs are dropped from the report with a note, not fatal
     missing = {"token_entropy": groups.token_entropy, "negative_log_likelihood": groups.logprobs}
     dropped = [n for n in extra if n in missing and missing[n] is None]
     extra = [n for n in extra if n not in dropped]
-    scorer = GroupScorer(config, embedder=embedder)
+    scorer = GroupScorer(config, embedder=conf.embedder)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below from result.notes
             result = scorer.score(groups, extra_signals=extra)
-    except ValueError as exc:
-        print(f"gcpo signals: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # groups the scorer cannot score: a data problem, one line
+        raise DataError(f"{conf.input}: {exc}") from None
 
     rows = result.rows()
     sizes = [int(g) for g in groups.group_sizes]
@@ -237,9 +225,9 @@ def run(args: argparse.Namespace) -> int:
         {"index": i, "prompt": p, "G": g, **row}
         for i, (p, g, row) in enumerate(zip(groups.prompts, sizes, rows, strict=True))
     ]
-    if args.output:
-        write_results(args.output, records)
-    if not args.quiet:
+    if conf.output:
+        write_results(conf.output, records)
+    if not conf.quiet:
         print(format_table(groups.prompts, sizes, rows))
         print()
         window = (
@@ -248,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             else config.normalization
         )
         print(
-            f"preset {args.preset}: signal={config.signal} normalization={window} "
+            f"preset {conf.preset}: signal={config.signal} normalization={window} "
             f"calibration={config.calibration} modulation={config.modulation} "
             f"alpha={config.alpha:g} renormalize={config.renormalize}"
         )
@@ -266,6 +254,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if skipped:
         print(f"gcpo signals: skipped {skipped} bad group(s)", file=sys.stderr)
-    if args.output:
-        print(f"wrote {len(records)} groups to {args.output}", file=sys.stderr)
+    if conf.output:
+        print(f"wrote {len(records)} groups to {conf.output}", file=sys.stderr)
     return 0

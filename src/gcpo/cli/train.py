@@ -13,28 +13,32 @@ trl.bf16=true max_steps=100):
 """
 
 
+def binding() -> Any:
+    from gcpo.cli.binding import Binding
+    from gcpo.train.config import TrainConfig
+
+    return Binding(
+        TrainConfig,
+        positional_config=True,
+        aliases={"output_dir": ("--output",)},
+        extra_flags={"--embedder-batch-size": "embedder.batch_size"},
+        exclusive=[("task", "dataset")],
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gcpo.config import help_lines
     from gcpo.train.config import TrainConfig
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG_HEAD + "\n".join("  " + line for line in help_lines(TrainConfig))
-    parser.add_argument(
-        "config",
-        nargs="?",
-        default=None,
-        help="YAML config (default: the packaged configs/quickstart.yaml); a recipe name such as "
-        "'qwen2.5-math-1.5b-math' is looked up in configs/recipes",
-    )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config field overrides")
-    parser.add_argument("--preset", help="weighting preset: grpo, seed-grpo, gcpo, gcpo-bot, ...")
-    parser.add_argument("--model", help="policy model (built-in name, local directory or hub id)")
-    data = parser.add_mutually_exclusive_group()
-    data.add_argument(
-        "--task", help="built-in synthetic task: arithmetic, graded-arithmetic or passage-qa"
-    )
-    data.add_argument("--dataset", help="JSONL file or Hugging Face dataset id to train on")
-    parser.add_argument("--output", help="run directory (default: runs/{preset}-{task}-{time})")
+    binding().add_arguments(parser)
+    for action in parser._actions:  # the config positional: say where it is looked up
+        if action.dest == "config":
+            action.help = (
+                "YAML config (default: the packaged configs/quickstart.yaml); a recipe name such "
+                "as 'qwen2.5-math-1.5b-math' is looked up in configs/recipes"
+            )
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint"
     )
@@ -45,23 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate the config, data and reward function, print what would run, and exit "
         "(0 = ready) without loading a model",
     )
-    parser.add_argument(
-        "--skip-bad-rows",
-        action="store_true",
-        help="skip malformed dataset rows (counted in data/skipped_rows) instead of stopping",
-    )
 
 
-def _config_path(config: str | None) -> Any:
+def _config_path(config: str | None, args: argparse.Namespace) -> Any:
+    """The config file: the one named, a recipe by name, else the quickstart (unless the first
+    positional argument was an override)."""
     from pathlib import Path
 
     from gcpo.config import ConfigError
     from gcpo.train.config import QUICKSTART, RECIPES_DIR
 
     if config is None:
-        return QUICKSTART
-    if "=" in config:
-        return None
+        return None if args.config is not None else QUICKSTART
     p = Path(config)
     if p.is_file():
         return p
@@ -117,28 +116,31 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    from gcpo.config import ConfigError
+    from gcpo.plugins import load_plugins
+    from gcpo.train.run import resume_training, run_training
 
-    from gcpo.embedders import EmbedderMemoryError
-    from gcpo.io import DataError
-    from gcpo.rewards import RewardError
+    bound = binding()
+    if args.resume:
+        if bound.config_path(args) is not None or bound.flag_values(args) or args.check:
+            raise ConfigError(
+                "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
+                "such as max_steps=80"
+            )
+        load_plugins(args.plugin)
+        summary = resume_training(args.resume, bound.overrides(args))
+    else:
+        config = bound.load(args, path=_config_path(bound.config_path(args), args))
+        if args.check:
+            from gcpo.train.check import check_training
 
-    # user-data failures get one line naming the file/function, not a stack trace
-    try:
-        return _run(args)
-    except DataError as exc:
-        print(f"gcpo train: data error: {exc}", file=sys.stderr)
-        return 2
-    except RewardError as exc:
-        print(f"gcpo train: reward error: {exc}", file=sys.stderr)
-        return 2
-    except EmbedderMemoryError as exc:
-        print(
-            f"gcpo train: out of memory: {exc}; in gcpo train the setting is "
-            "embedder_batch_size=N (and max_completion_length / num_generations)",
-            file=sys.stderr,
-        )
-        return 3
+            return _print_check(check_training(config), args.json)
+        summary = run_training(config)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
 
 
 def _print_check(report: dict[str, Any], as_json: bool) -> int:
@@ -152,54 +154,4 @@ def _print_check(report: dict[str, Any], as_json: bool) -> int:
                 print(f"    skipped: {reason}")
         else:
             print(f"  {key:22s} {value}")
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from gcpo.config import ConfigError
-    from gcpo.train.config import load_train_config
-    from gcpo.train.run import resume_training, run_training
-
-    overrides = list(args.overrides)
-    if args.config is not None and "=" in args.config:
-        overrides.insert(0, args.config)
-    if args.resume:
-        if (
-            args.config
-            and "=" not in args.config
-            or args.preset
-            or args.model
-            or args.task
-            or args.dataset
-            or args.output
-            or args.check
-            or args.skip_bad_rows
-        ):
-            raise ConfigError(
-                "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
-                "such as max_steps=80"
-            )
-        summary = resume_training(args.resume, overrides)
-    else:
-        for flag, key in (
-            ("model", "model"),
-            ("task", "task"),
-            ("dataset", "dataset"),
-            ("output", "output_dir"),
-        ):
-            value = getattr(args, flag)
-            if value is not None:
-                overrides.append(f"{key}={json.dumps(value)}")
-        if args.skip_bad_rows:
-            overrides.append("skip_bad_rows=true")
-        config = load_train_config(_config_path(args.config), overrides, preset_name=args.preset)
-        if args.check:
-            from gcpo.train.check import check_training
-
-            return _print_check(check_training(config), args.json)
-        summary = run_training(config)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        _print_summary(summary)
     return 0

@@ -6,7 +6,7 @@ noise-to-signal ratio and the rank correlations, ``analyze`` the end-to-end pipe
 ``gcpo analyze``.
 """
 
-from gcpo.diagnostics.projection import CountSketch, relative_norm_tolerance
+from gcpo.diagnostics.projection import CountSketch
 from gcpo.diagnostics.stats import (
     Correlation,
     GradientNoise,
@@ -19,7 +19,6 @@ from gcpo.diagnostics.stats import (
 
 __all__ = [
     "CountSketch",
-    "relative_norm_tolerance",
     "Correlation",
     "GradientNoise",
     "bootstrap_ci",

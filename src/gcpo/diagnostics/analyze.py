@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError, field, to_dict, validate
+from gcpo.config import ConfigError, coerce, field, to_dict, validate
 from gcpo.diagnostics.columns import (
     SIGNAL_COLUMNS,
     group_signals,
@@ -38,8 +38,9 @@ from gcpo.diagnostics.columns import (
     signal_plan,
 )
 from gcpo.diagnostics.items import Item, load_items
+from gcpo.embedders import EmbedderConfig
 
-__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "summarise", "SIGNAL_COLUMNS"]
+__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report", "SIGNAL_COLUMNS"]
 
 DEFAULT_PRESETS = ("seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot")
 
@@ -91,8 +92,10 @@ class AnalyzeConfig:
     temperature: float = field(1.0, help="sampling temperature (log-probs use the same)", min=1e-3)
     top_p: float = field(1.0, help="nucleus sampling threshold", min=0.0, max=1.0)
     seed: int = field(0, help="seed for prompt selection, sampling, projection and bootstrap")
-    embedder: str = field(
-        "all-MiniLM-L6-v2", help="sentence embedder: all-MiniLM-L6-v2 (default), hashing, or a path"
+    embedder: EmbedderConfig = field(
+        default_factory=EmbedderConfig,
+        help="sentence embedder ('embedder: NAME' sets embedder.name: all-MiniLM-L6-v2, hashing, "
+        "or a path)",
     )
     cluster_threshold: float = field(
         0.9, help="cosine threshold of the embedding clusterer (se_embedding)", min=-1.0, max=1.0
@@ -104,10 +107,12 @@ class AnalyzeConfig:
     bootstrap: int = field(1000, help="bootstrap resamples for the 95 % CIs", min=10)
     torch_threads: int = field(0, help="torch intra-op CPU threads (0 = torch's default)", min=0)
     output: str = field("runs/analyze", help="output directory (resumable)")
+    progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
         from gcpo.weighting import available_presets
 
+        self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         allowed = available_presets()
         unknown = [p for p in self.presets if p not in allowed]
         if unknown:
@@ -270,8 +275,13 @@ def _analyse_group(
 # ------------------------------------------------------------------------------------------
 
 
+# embedder fields that change the embeddings (batch size and device do not)
+_EMBEDDER_FINGERPRINT = ("name", "max_seq_length", "max_windows")
+
+
 def _fingerprint(cfg: AnalyzeConfig) -> dict[str, Any]:
     d = to_dict(cfg)
+    d["embedder"] = {k: d["embedder"][k] for k in _EMBEDDER_FINGERPRINT}
     return {k: d[k] for k in _FINGERPRINT}
 
 
@@ -282,7 +292,9 @@ def _check_resume(out: Path, cfg: AnalyzeConfig) -> None:
     want = _fingerprint(cfg)
     if meta.is_file():
         have = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
-        defaults = to_dict(AnalyzeConfig())
+        defaults = _fingerprint(AnalyzeConfig())
+        if isinstance(have.get("embedder"), str):  # written before the embedder was nested
+            have["embedder"] = {**defaults["embedder"], "name": have["embedder"]}
         # a field added after the run was started counts as its default
         diff = [k for k in want if have.get(k, defaults[k]) != want[k]]
         if diff:
@@ -296,21 +308,7 @@ def _check_resume(out: Path, cfg: AnalyzeConfig) -> None:
     )
 
 
-def _read_done(path: Path) -> list[dict[str, Any]]:
-    from gcpo.io import JsonlReport, read_jsonl, write_jsonl
-
-    if not path.exists():
-        return []
-    report = JsonlReport()
-    rows = read_jsonl(
-        path, required=("prompt_id",), skip_bad_rows=True, report=report, allow_empty=True
-    )
-    if report.skipped:  # e.g. a line cut short by a kill: rewrite so appends start clean
-        write_jsonl(path, rows)
-    return rows
-
-
-def summarise(
+def write_report(
     rows: list[dict[str, Any]], cfg: AnalyzeConfig, out: Path, *, plots: bool = True
 ) -> list[dict[str, Any]]:
     """Write groups.csv, correlations.{md,csv} and scatter plots from the per-group rows."""
@@ -362,16 +360,17 @@ def summarise(
 
 
 def run_analysis(
-    cfg: AnalyzeConfig, *, progress: bool = True, log: Callable[[str], None] = print
+    cfg: AnalyzeConfig, *, progress: bool | None = None, log: Callable[[str], None] = print
 ) -> AnalysisResult:
-    """Run (or resume) the analysis described by ``cfg`` and write every output."""
+    """Run (or resume) the analysis described by ``cfg`` and write every output
+    (``progress`` overrides ``cfg.progress``)."""
     import torch
     from tqdm.auto import tqdm
 
     from gcpo.diagnostics.gradients import select_parameters
     from gcpo.diagnostics.projection import CountSketch
     from gcpo.embedders import get_embedder
-    from gcpo.io import append_jsonl
+    from gcpo.io import append_jsonl, recover_jsonl
     from gcpo.models import load_policy
 
     validate(cfg)
@@ -388,7 +387,7 @@ def run_analysis(
     )
     _check_resume(out, cfg)
     groups_path = out / "groups.jsonl"
-    done = _read_done(groups_path)
+    done = recover_jsonl(groups_path, required=("prompt_id",))  # drops a line cut by a kill
     done_ids = {r["prompt_id"] for r in done}
     todo = [it for it in items if it.prompt_id not in done_ids]
     if done_ids:
@@ -415,11 +414,12 @@ def run_analysis(
             get_embedder(cfg.embedder),
             answer_fn=items[0].task.answer_key,
         )
-        for item in tqdm(todo, desc="groups", unit="group", disable=not progress):
+        show = cfg.progress if progress is None else progress
+        for item in tqdm(todo, desc="groups", unit="group", disable=not show):
             row = _analyse_group(item, model, tokenizer, params, sketch, scorers, cfg)
             append_jsonl(groups_path, row)
             new_rows.append(row)
     wanted = {it.prompt_id for it in items}
     rows = [r for r in done + new_rows if r["prompt_id"] in wanted]
-    corr = summarise(rows, cfg, out)
+    corr = write_report(rows, cfg, out)
     return AnalysisResult(out, rows, corr, len(new_rows))

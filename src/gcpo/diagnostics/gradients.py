@@ -1,4 +1,4 @@
-"""Per-completion policy gradients on a parameter subset (DESIGN.md section 6).
+"""Per-completion policy gradients on a parameter subset (docs/design.md section 8).
 
 For completion i of a group, ``g_i = A_i * grad_theta l_i`` where ``l_i`` is the length-normalised
 sequence log-likelihood (mean log-prob of the completion tokens given the prompt; objective

@@ -7,6 +7,7 @@ with, so the diagnostics measure the signal training weights by.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ def load_items(
     """The first ``prompts`` prompts of a synthetic task or a benchmark.
 
     Synthetic tasks use their held-out ("test") split. Benchmarks are read from ``data_dir``, else
-    ``../shared/data`` next to the repository, else the hub; ``max_level`` keeps MATH items of
+    ``$GCPO_DATA_DIR``, else ``../shared/data`` next to the repository, else the hub; ``max_level`` keeps MATH items of
     that difficulty or lower (then the prompts are a seeded shuffle's prefix, so a smaller
     ``prompts`` picks a subset of a larger one). Prompt ids are stable across runs.
     """
@@ -81,7 +82,7 @@ def load_items(
             for ex in examples
         ]
     assert benchmark is not None
-    if data_dir is None and _SHARED_DATA.is_dir():
+    if data_dir is None and not os.environ.get("GCPO_DATA_DIR") and _SHARED_DATA.is_dir():
         data_dir = str(_SHARED_DATA)
     if max_level:
         pool = [

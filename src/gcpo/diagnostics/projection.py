@@ -23,16 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["CountSketch", "relative_norm_tolerance"]
-
-
-def relative_norm_tolerance(dim: int, delta: float = 0.01) -> float:
-    """Chebyshev bound: ``P(| ||Sx||^2/||x||^2 - 1 | > tol) <= delta`` for ``tol`` returned here."""
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
-    return (2.0 / (dim * delta)) ** 0.5
+__all__ = ["CountSketch"]
 
 
 class CountSketch:

@@ -1,6 +1,6 @@
 """Gradient-noise statistics per group and rank correlations over groups.
 
-Per group (DESIGN.md section 6), from per-completion gradients ``g_1..g_G``:
+Per group (docs/design.md section 8), from per-completion gradients ``g_1..g_G``:
 ``V = (1/G) sum_i ||g_i - g_bar||^2`` (population variance, no Bessel correction),
 ``||g_bar||^2`` and ``NSR = V / (||g_bar||^2 + eps)``.
 

@@ -16,6 +16,8 @@ never read, so a model trained on a synthetic task can be evaluated on prompts i
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ __all__ = [
     "load_benchmark",
     "olympiad_gold",
     "register_benchmark",
+    "hub_problem",
 ]
 
 
@@ -399,6 +402,53 @@ def items_from_rows(name: str, rows: Iterable[Mapping[str, Any]]) -> list[Benchm
     return items
 
 
+_OFFLINE_VALUES = ("1", "true", "yes", "on")
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def hub_problem(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached right now, or None when it can (or when
+    ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` is set: then ``datasets`` reads its cache
+    without the network and fails at once by itself).
+
+    One HEAD request to ``$HF_ENDPOINT`` (default https://huggingface.co), honouring the proxy
+    variables, given at most ``timeout`` seconds including the name lookup -- instead of the
+    ~25 s of retries ``datasets`` spends before it gives up.
+    """
+    if any(
+        os.environ.get(var, "").strip().lower() in _OFFLINE_VALUES
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    ):
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return _probe(endpoint, timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(endpoint: str, timeout: float) -> str | None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    outcome: list[str | None] = []
+
+    def request() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
+        except urllib.error.HTTPError:  # an answer, even an error status: the hub is there
+            outcome.append(None)
+        except Exception as exc:  # no route, no name, refused, TLS, timeout
+            reason = getattr(exc, "reason", exc)
+            outcome.append(f"{endpoint}: {type(exc).__name__}: {reason}")
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=request, daemon=True)  # a name lookup ignores timeout=
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else f"{endpoint}: no answer within {timeout:g} s"
+
+
 def load_benchmark(
     name: str,
     *,
@@ -412,7 +462,8 @@ def load_benchmark(
     a random sample of ``limit`` items drawn with ``random.Random(seed)`` (in file order).
 
     Source: ``path`` (a JSONL file) if given; else ``<data_dir>/<name>/test.jsonl`` (or
-    ``<data_dir>/<name>.jsonl``); else the Hugging Face hub (``spec.hub_id``). A synthetic
+    ``<data_dir>/<name>.jsonl``; ``data_dir`` defaults to ``$GCPO_DATA_DIR``); else the Hugging
+    Face hub (``spec.hub_id``), failing at once when it is unreachable. A synthetic
     benchmark is generated instead: ``limit`` (default ``spec.expected_items``) held-out prompts,
     drawn with ``seed`` (default 0) and the task's difficulty ``options`` (e.g. ``digits``).
     Raises ValueError for an unknown name, a bad limit or bad options, :class:`gcpo.io.DataError`
@@ -425,6 +476,8 @@ def load_benchmark(
         return spec.generate(limit or spec.expected_items, seed or 0, **dict(options or {}))
     if options:
         raise ValueError(f"options: benchmark {name!r} is read from a file and takes no options")
+    if path is None and data_dir is None:
+        data_dir = os.environ.get("GCPO_DATA_DIR") or None
     if path is None and data_dir is not None:
         candidates = [Path(data_dir) / name / "test.jsonl", Path(data_dir) / f"{name}.jsonl"]
         path = next((c for c in candidates if c.is_file()), None)
@@ -436,6 +489,13 @@ def load_benchmark(
     if path is not None:
         rows: Iterable[Mapping[str, Any]] = read_jsonl(path)
     else:
+        local = f"pass --data-dir DIR (or set GCPO_DATA_DIR=DIR) with a local DIR/{name}/test.jsonl"
+        problem = hub_problem()
+        if problem is not None:
+            raise DataError(
+                f"benchmark {name!r}: no local file, and the Hugging Face hub is unreachable "
+                f"({problem}); {local}, or set HF_HUB_OFFLINE=1 to read a warm Hugging Face cache"
+            )
         from datasets import load_dataset
 
         try:
@@ -444,8 +504,7 @@ def load_benchmark(
             raise DataError(
                 f"benchmark {name!r}: could not load {spec.hub_id!r} "
                 f"(config {spec.hub_config!r}, split {spec.hub_split!r}) from the Hugging Face "
-                f"hub: {type(exc).__name__}: {exc}. Pass data_dir / --data-dir with a local "
-                f"<data_dir>/{name}/test.jsonl instead."
+                f"hub: {type(exc).__name__}: {' '.join(str(exc).split())}; {local}"
             ) from exc
     items = items_from_rows(name, rows)
     if limit is None or limit >= len(items):

@@ -49,7 +49,6 @@ __all__ = [
     "TaskKind",
     "register_task",
     "get_task",
-    "task_names",
     "synthetic_task_names",
     "reward_names",
     "resolve_reward",
@@ -104,11 +103,6 @@ def register_task(kind: TaskKind, *, replace: bool = False) -> TaskKind:
         raise ValueError(f"task kind {kind.name!r} is already registered (pass replace=True)")
     _TASKS[kind.name] = kind
     return kind
-
-
-def task_names() -> list[str]:
-    """Every registered task kind."""
-    return list(_TASKS)
 
 
 def synthetic_task_names() -> list[str]:

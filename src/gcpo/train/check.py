@@ -37,7 +37,7 @@ def _locate_model(name: str) -> str:
 def _locate_embedder(config: TrainConfig) -> str:
     from gcpo.scoring import resolve_signal_names
 
-    name, w = config.embedder, config.weighting
+    name, w = config.embedder.name, config.weighting
     try:
         used = set(resolve_signal_names(list(config.extra_signals)))
     except ValueError as exc:

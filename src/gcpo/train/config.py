@@ -2,24 +2,29 @@
 
 A weighting is a named preset plus field overrides: the ``weighting:`` mapping of a YAML file is
 applied on top of ``preset``, so ``preset: gcpo-bot`` with ``weighting: {alpha: 0.5}`` is BoT
-with alpha 0.5. The resolved config written into a run directory holds the full weighting, so
-reloading it reproduces the run exactly.
+with alpha 0.5 -- from YAML, overrides, or in Python (``TrainConfig(preset="grpo")`` is GRPO;
+``TrainConfig(preset="gcpo-bot", weighting={"alpha": 0.5})`` merges the same way). The resolved
+config written into a run directory holds the full weighting, so reloading it reproduces the run
+exactly.
+
+The fields tagged ``grpo`` are passed to TRL's ``GRPOConfig`` under the same name
+(:data:`GRPO_FIELDS`); setting one of them under ``trl:`` is refused.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gcpo import config as cfg
 from gcpo.config import ConfigError
+from gcpo.embedders import EmbedderConfig
 from gcpo.tasks.registry import reward_names, synthetic_task_names
-from gcpo.weighting import WeightingConfig, available_presets, preset
+from gcpo.weighting import WeightingConfig
 
-__all__ = ["TrainConfig", "load_train_config", "QUICKSTART", "RECIPES_DIR"]
+__all__ = ["TrainConfig", "load_train_config", "GRPO_FIELDS", "QUICKSTART", "RECIPES_DIR"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 QUICKSTART = CONFIG_DIR / "quickstart.yaml"
@@ -42,18 +47,13 @@ class TrainConfig:
         "'weighting' fields override it",
     )
     weighting: WeightingConfig = cfg.field(
-        default_factory=WeightingConfig,
-        help="GCPO weighting (see gcpo.weighting.WeightingConfig); filled from 'preset'",
+        None,
+        help="GCPO weighting (see gcpo.weighting.WeightingConfig): the preset's fields, then "
+        "these (default: the preset's)",
     )
-    embedder: str = cfg.field(
-        "all-MiniLM-L6-v2",
-        help="sentence embedder for the geometric signals: 'all-MiniLM-L6-v2' (offline default), "
-        "'hashing' (model-free, tests) or a sentence-transformers path / hub id",
-    )
-    embedder_batch_size: int = cfg.field(
-        64,
-        help="text windows per embedder forward pass; lower it if the embedder runs out of memory",
-        min=1,
+    embedder: EmbedderConfig = cfg.field(
+        default_factory=EmbedderConfig,
+        help="sentence embedder for the geometric signals ('embedder: NAME' sets embedder.name)",
     )
     extra_signals: list[str] = cfg.field(
         default_factory=list,
@@ -106,46 +106,69 @@ class TrainConfig:
         32, help="held-out prompts scored before and after training (0 = skip)", min=0
     )
     # -- GRPO ---------------------------------------------------------------------------------
-    num_generations: int = cfg.field(4, help="G: completions per prompt (>= 2)", min=2)
-    max_steps: int = cfg.field(40, help="optimizer steps", min=1)
-    learning_rate: float = cfg.field(1e-5, help="AdamW learning rate", min=0.0)
+    num_generations: int = cfg.field(
+        4, help="G: completions per prompt (>= 2)", min=2, tags=("grpo",)
+    )
+    max_steps: int = cfg.field(40, help="optimizer steps", min=1, tags=("grpo",))
+    learning_rate: float = cfg.field(1e-5, help="AdamW learning rate", min=0.0, tags=("grpo",))
     per_device_train_batch_size: int = cfg.field(
         16,
         help="completions per device per micro-batch (TRL needs the global generation batch to be a "
         "multiple of num_generations)",
         min=1,
+        tags=("grpo",),
     )
-    gradient_accumulation_steps: int = cfg.field(1, help="micro-batches per optimizer step", min=1)
-    max_completion_length: int = cfg.field(32, help="new tokens per completion", min=1)
-    temperature: float = cfg.field(1.0, help="sampling temperature of the completions", min=0.0)
-    beta: float = cfg.field(0.0, help="KL coefficient (0 = no reference model)", min=0.0)
+    gradient_accumulation_steps: int = cfg.field(
+        1, help="micro-batches per optimizer step", min=1, tags=("grpo",)
+    )
+    max_completion_length: int = cfg.field(
+        32, help="new tokens per completion", min=1, tags=("grpo",)
+    )
+    temperature: float = cfg.field(
+        1.0, help="sampling temperature of the completions", min=0.0, tags=("grpo",)
+    )
+    beta: float = cfg.field(
+        0.0, help="KL coefficient (0 = no reference model)", min=0.0, tags=("grpo",)
+    )
     loss_type: str = cfg.field(
         "dapo",
         help="TRL loss_type",
         choices=("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+        tags=("grpo",),
     )
     scale_rewards: str = cfg.field(
-        "group", help="TRL scale_rewards (advantage std)", choices=("group", "batch", "none")
+        "group",
+        help="TRL scale_rewards (advantage std)",
+        choices=("group", "batch", "none"),
+        tags=("grpo",),
     )
-    num_iterations: int = cfg.field(1, help="policy updates per generation batch (mu)", min=1)
+    num_iterations: int = cfg.field(
+        1, help="policy updates per generation batch (mu)", min=1, tags=("grpo",)
+    )
     trl: dict[str, Any] = cfg.field(
         default_factory=dict,
         help="extra trl.GRPOConfig keyword arguments passed through (e.g. use_vllm: true, "
         "bf16: true, gradient_checkpointing: true)",
     )
     # -- run ----------------------------------------------------------------------------------
-    seed: int = cfg.field(0, help="seed of data, sampling and initialisation")
+    seed: int = cfg.field(0, help="seed of data, sampling and initialisation", tags=("grpo",))
     output_dir: str = cfg.field(
         "runs/{preset}-{task}-{time}",
         help="run directory; {preset}, {task} and {time} are filled in",
+        tags=("grpo",),
     )
     save_steps: int = cfg.field(
         20,
         help="checkpoint every this many steps (resumable with --resume; 0 = only at the end)",
         min=0,
+        tags=("grpo",),
     )
-    save_total_limit: int = cfg.field(2, help="checkpoints kept (oldest deleted)", min=1)
-    logging_steps: int = cfg.field(1, help="log metrics every this many steps", min=1)
+    save_total_limit: int = cfg.field(
+        2, help="checkpoints kept (oldest deleted)", min=1, tags=("grpo",)
+    )
+    logging_steps: int = cfg.field(
+        1, help="log metrics every this many steps", min=1, tags=("grpo",)
+    )
     eval_max_new_tokens: int = cfg.field(
         32, help="greedy new tokens per held-out prompt in the before/after evaluation", min=1
     )
@@ -167,10 +190,15 @@ class TrainConfig:
         "treating those completions as unscorable (counted in gcpo/unscorable_frac/*)",
     )
 
+    # raw keys that are not fields: the flat embedder setting of configs written before
+    # EmbedderConfig was nested (run directories' config.yaml must stay loadable)
+    config_aliases: ClassVar[dict[str, str]] = {"embedder_batch_size": "embedder.batch_size"}
+    config_preset: ClassVar[bool] = True
+
     def __post_init__(self) -> None:
-        names = available_presets()
-        if self.preset not in names:
-            raise ConfigError(f"preset: got {self.preset!r}, allowed: {', '.join(names)}")
+        # the preset's weighting unless one is given; a mapping overrides the preset's fields
+        self.weighting = cfg.preset_weighting(self.preset, self.weighting)
+        self.embedder = cfg.coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         tasks = synthetic_task_names()
         if isinstance(self.task, str) and self.task not in tasks:
             raise ConfigError(f"task: got {self.task!r}, allowed: {', '.join(tasks)}")
@@ -187,7 +215,7 @@ class TrainConfig:
             except ValueError as exc:
                 raise ConfigError(f"extra_signals: {exc}") from None
         if isinstance(self.trl, dict):
-            clash = sorted(set(self.trl) & _OWNED_TRL_KEYS)
+            clash = sorted(set(self.trl) & set(GRPO_FIELDS))
             if clash:
                 raise ConfigError(
                     f"trl.{clash[0]}: is a top-level field of the train config; set "
@@ -195,24 +223,8 @@ class TrainConfig:
                 )
 
 
-_OWNED_TRL_KEYS = {
-    "num_generations",
-    "max_steps",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "max_completion_length",
-    "temperature",
-    "beta",
-    "loss_type",
-    "scale_rewards",
-    "num_iterations",
-    "seed",
-    "output_dir",
-    "save_steps",
-    "save_total_limit",
-    "logging_steps",
-}
+# the TrainConfig fields passed to trl.GRPOConfig under the same name (tagged "grpo" above)
+GRPO_FIELDS: tuple[str, ...] = cfg.tagged_fields(TrainConfig, "grpo")
 
 
 def load_train_config(
@@ -223,29 +235,8 @@ def load_train_config(
 ) -> TrainConfig:
     """YAML file (or defaults) + ``--preset`` + ``KEY=VALUE`` overrides -> validated TrainConfig.
 
-    Order: file, then ``preset_name`` (replaces the file's preset *and* drops its weighting
-    overrides, so ``--preset grpo`` really means GRPO), then ``overrides``.
+    Order (:func:`gcpo.config.load`): file, then ``preset_name`` (replaces the file's preset
+    *and* drops its weighting overrides, so ``--preset grpo`` really means GRPO), then
+    ``overrides``.
     """
-    data = cfg.read_yaml(path) if path is not None else {}
-    data = copy.deepcopy(data)
-    if preset_name is not None:
-        data["preset"] = preset_name
-        data.pop("weighting", None)
-    data = cfg.apply_overrides(data, overrides)
-    name = data.get("preset", "gcpo")
-    if not isinstance(name, str) or name not in available_presets():
-        raise ConfigError(f"preset: got {name!r}, allowed: {', '.join(available_presets())}")
-    weighting = data.get("weighting") or {}
-    if not isinstance(weighting, dict):
-        raise ConfigError(
-            f"weighting: expected a mapping of WeightingConfig fields, got {weighting!r}"
-        )
-    base = cfg.to_dict(preset(name))
-    base.update(weighting)
-    data["weighting"] = base
-    try:
-        return cfg.from_dict(TrainConfig, data)
-    except ConfigError:
-        raise
-    except ValueError as exc:  # WeightingConfig.__post_init__ cross-field checks
-        raise ConfigError(f"weighting: {exc}") from None
+    return cfg.load(TrainConfig, path, overrides, preset=preset_name)

@@ -63,6 +63,15 @@ def load_rows(
     else:
         from datasets import load_dataset
 
+        from gcpo.tasks.benchmarks import hub_problem
+
+        problem = hub_problem()
+        if problem is not None:
+            raise DataError(
+                f"dataset {source!r}: not a local file, and the Hugging Face hub is unreachable "
+                f"({problem}); give a JSONL file, or set HF_HUB_OFFLINE=1 to read a warm "
+                "Hugging Face cache"
+            )
         try:
             ds = load_dataset(source, dataset_config or None, split=split)
         except Exception as exc:  # hub offline, unknown id, unknown split

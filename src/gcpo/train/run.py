@@ -31,7 +31,7 @@ from gcpo import config as cfg
 from gcpo.config import ConfigError
 from gcpo.io import JsonlReport, atomic_write_text
 from gcpo.rewards import RewardStats, safe_reward
-from gcpo.train.config import TrainConfig, load_train_config
+from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
 
 __all__ = [
@@ -130,28 +130,18 @@ def heldout_reward(
 def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
     from trl import GRPOConfig
 
-    kwargs: dict[str, Any] = {
-        "output_dir": str(run_dir),
-        "num_generations": config.num_generations,
-        "max_steps": config.max_steps,
-        "learning_rate": config.learning_rate,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "max_completion_length": config.max_completion_length,
-        "temperature": config.temperature,
-        "beta": config.beta,
-        "loss_type": config.loss_type,
-        "scale_rewards": config.scale_rewards,
-        "num_iterations": config.num_iterations,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "logging_steps": config.logging_steps,
-        "save_strategy": "steps",
-        "save_steps": config.save_steps or config.max_steps,
-        "save_total_limit": config.save_total_limit,
-        "report_to": [],
-        "disable_tqdm": False,
-    }
+    # the knobs TrainConfig owns, under their GRPOConfig names (tagged "grpo" in TrainConfig)
+    kwargs: dict[str, Any] = {name: getattr(config, name) for name in GRPO_FIELDS}
+    kwargs.update(
+        {
+            "output_dir": str(run_dir),
+            "data_seed": config.seed,
+            "save_strategy": "steps",
+            "save_steps": config.save_steps or config.max_steps,
+            "report_to": [],
+            "disable_tqdm": False,
+        }
+    )
     import torch
 
     if not torch.cuda.is_available():
@@ -184,7 +174,6 @@ def _train(
     from transformers import set_seed
     from transformers.trainer_callback import ProgressCallback
 
-    from gcpo.embedders import EmbedderConfig
     from gcpo.models import base_model_id, load_policy
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
@@ -243,7 +232,7 @@ def _train(
             *callbacks,
         ],
         weighting=config.weighting,
-        embedder=EmbedderConfig(name=config.embedder, batch_size=config.embedder_batch_size),
+        embedder=config.embedder,
         answer_fn=answer_fn_for(config),
         extra_signals=config.extra_signals,
         base_model=base_model_id(config.model),

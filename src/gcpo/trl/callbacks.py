@@ -7,7 +7,6 @@ metrics) into the log dict and hands it to every callback; TensorBoard (``report
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
-from gcpo.io import append_jsonl, atomic_write_text
+from gcpo.io import append_jsonl, recover_jsonl
 
 __all__ = [
     "MetricsJsonlCallback",
@@ -45,18 +44,8 @@ class MetricsJsonlCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not state.is_world_process_zero or not os.path.isfile(self.path):
-            return
-        keep = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if int(row.get("step", 0)) <= state.global_step:
-                    keep.append(json.dumps(row))
-        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        if state.is_world_process_zero:  # drop a line cut by a kill and steps after the resume
+            recover_jsonl(self.path, keep=lambda row: int(row.get("step", 0)) <= state.global_step)
 
     def on_log(
         self,
@@ -117,20 +106,6 @@ class QuietTensorBoardCallback(TensorBoardCallback):
         if logs is not None:
             logs = {k: v for k, v in logs.items() if v is not None}
         super().on_log(args, state, control, logs=logs, **kwargs)
-
-
-def _read_curve(path: str) -> list[dict[str, Any]]:
-    rows = []
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if isinstance(row, dict) and isinstance(row.get("step"), int):
-                    rows.append(row)
-    return rows
 
 
 class HeldoutRewardCallback(TrainerCallback):
@@ -197,11 +172,12 @@ class HeldoutRewardCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if state.is_world_process_zero:
-            by_step = {r["step"]: r for r in _read_curve(self.path) if r["step"] <= state.global_step}
-            kept = [by_step[s] for s in sorted(by_step)]
-            if kept or os.path.exists(self.path):
-                atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-            self.scored = set(by_step)
+            kept = recover_jsonl(
+                self.path,
+                required=("step",),
+                keep=lambda r: isinstance(r["step"], int) and r["step"] <= state.global_step,
+            )
+            self.scored = {r["step"] for r in kept}
         if state.global_step == 0:
             self._score(0, state, kwargs)
 

@@ -11,12 +11,13 @@ Leftover staging folders of a killed run are deleted at the next save.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from gcpo.io import fsync_dir
 
 __all__ = [
     "STAGING_PREFIX",
@@ -44,16 +45,7 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(folder)
 
 
 def publish_checkpoint(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -85,7 +77,7 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
         shutil.rmtree(old, ignore_errors=True)
         os.rename(dst, old)
     os.rename(src, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     shutil.rmtree(old, ignore_errors=True)
     return dst
 

@@ -1,0 +1,358 @@
+"""The GCPO addition to one verl step, without verl: token ids + rewards -> one weight per group.
+
+:class:`GCPOAdvantageStep` is what :class:`gcpo.verl.trainer.GCPOTrainer` runs after verl has
+computed its GRPO advantages. It is kept free of verl (and of Ray / TransferQueue) so that it can
+be tested and benchmarked in gcpo's own environment. Per batch it:
+
+1. groups the completions by uid (order of first appearance; a uid seen once is a
+   *single-response* prompt: verl gives it its raw score as advantage, there is no group to
+   weigh, so its weight is exactly 1 and it is not scored -- it neither enters the rank window
+   nor the renormalisation);
+2. decodes the completions with the policy's tokenizer (``skip_special_tokens=True``, as verl's
+   reward managers do; byte-level BPE tokenizers through :class:`gcpo.verl.decode.ByteLevelDecoder`,
+   which gives the same texts much faster) into :class:`gcpo.scoring.Groups`;
+3. scores them with :class:`gcpo.scoring.GroupScorer` -- the one place where text becomes
+   signals and weights, so the weights are the ones ``gcpo.scoring`` gives for the same texts,
+   rewards and embedder. With a :class:`~gcpo.embedders.StaticEmbedder` (the default,
+   ``static-minilm``) the embedder is re-indexed to the policy's vocabulary and the completions
+   are embedded from the token ids the policy generated (no re-tokenization): this equals
+   embedding the decoded text with that same re-indexed embedder whenever tokenizing the text
+   gives back the generated ids;
+4. returns one weight per uid and the ``gcpo/*`` metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gcpo import config as cfg
+from gcpo.config import ConfigError
+from gcpo.embedders import Embedder, EmbedderConfig, StaticEmbedder, get_embedder
+from gcpo.scoring import Groups, GroupScorer, resolve_signal_names, short_name
+from gcpo.verl.decode import ByteLevelDecoder
+from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, preset
+
+__all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "StepResult", "weighting_for"]
+
+STATE_VERSION = 1
+
+
+@dataclass
+class VerlGCPOConfig:
+    """GCPO settings of the verl plugin (``trainer.v1.gcpo`` in verl's config)."""
+
+    preset: str = cfg.field(
+        "gcpo",
+        help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot; the "
+        "'weighting' fields override it",
+    )
+    weighting: dict[str, Any] = cfg.field(
+        default_factory=dict,
+        help="overrides of gcpo.weighting.WeightingConfig fields, e.g. {alpha: 0.5}",
+    )
+    embedder: str = cfg.field(
+        "static-minilm",
+        help="sentence embedder: 'static-minilm' (default: fast, runs in verl's driver on CPU), "
+        "'all-MiniLM-L6-v2', 'hashing', or a local model directory",
+    )
+    embed_token_ids: bool = cfg.field(
+        True,
+        help="with a static embedder: re-index it to the policy's vocabulary and embed the "
+        "generated token ids directly (no re-tokenization of the decoded text)",
+    )
+    embedder_batch_size: int = cfg.field(
+        64, help="texts per forward pass of a sentence-transformers embedder", min=1
+    )
+    device: str = cfg.field(
+        "cpu", help="embedder device in verl's driver process: 'cpu', 'cuda', 'auto'"
+    )
+    extra_signals: list[str] = cfg.field(
+        default_factory=list,
+        help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
+    )
+
+
+def weighting_for(settings: VerlGCPOConfig) -> WeightingConfig:
+    """The :class:`WeightingConfig` of ``settings``: its preset with the field overrides."""
+    try:
+        base = cfg.to_dict(preset(settings.preset))
+    except ValueError as exc:
+        raise ConfigError(f"trainer.v1.gcpo.preset: {exc}") from None
+    base.update(settings.weighting)
+    return cfg.from_dict(WeightingConfig, base, prefix="trainer.v1.gcpo.weighting.")
+
+
+@dataclass
+class StepResult:
+    """Output of :meth:`GCPOAdvantageStep.score`.
+
+    Attributes:
+        weights: one weight per uid seen (1.0 for single-response uids).
+        metrics: ``gcpo/*`` numbers for verl's logger.
+        texts: the decoded completions of the scored groups, group by group (groups in order of
+            first appearance, completions in input order within a group).
+    """
+
+    weights: dict[str, float]
+    metrics: dict[str, float]
+    texts: list[str]
+
+
+class _GeneratedTexts:
+    """Embedder view for one batch: the policy's own completions are embedded from the token ids
+    it generated; any other text (e.g. BoT segments) goes to the re-indexed embedder."""
+
+    def __init__(self, inner: StaticEmbedder, texts: Sequence[str], vectors: torch.Tensor) -> None:
+        self.inner = inner
+        self.rows: dict[str, int] = {}
+        for i, t in enumerate(texts):
+            self.rows.setdefault(t, i)
+        self.vectors = vectors
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        index = [self.rows.get(t, -1) for t in texts]
+        missing = [t for t, i in zip(texts, index, strict=True) if i < 0]
+        if not missing:
+            return self.vectors[torch.as_tensor(index, dtype=torch.long)]
+        out = torch.empty(len(texts), self.vectors.shape[1], dtype=torch.float32)
+        have = [k for k, i in enumerate(index) if i >= 0]
+        if have:
+            out[have] = self.vectors[[index[k] for k in have]]
+        out[[k for k, i in enumerate(index) if i < 0]] = self.inner.embed(missing)
+        return out
+
+    def segments(self, text: str, max_segments: int | None = None) -> list[str]:
+        return self.inner.segments(text, max_segments)
+
+
+def _groups_by_uid(uids: Sequence[Any]) -> tuple[list[str], list[list[int]]]:
+    order: dict[str, list[int]] = {}
+    for i, u in enumerate(uids):
+        order.setdefault(str(u), []).append(i)
+    names = list(order)
+    return names, [order[n] for n in names]
+
+
+class GCPOAdvantageStep:
+    """Per-group GCPO weights for verl batches (see the module docstring).
+
+    Args:
+        settings: :class:`VerlGCPOConfig`.
+        tokenizer: the policy's tokenizer (what verl's trainer holds as ``self.tokenizer``); may
+            be None at construction and set before the first :meth:`score`.
+        embedder: an embedder object to use instead of ``settings.embedder`` (tests).
+    """
+
+    def __init__(
+        self, settings: VerlGCPOConfig, tokenizer: Any, embedder: Embedder | None = None
+    ) -> None:
+        cfg.validate(settings, prefix="trainer.v1.gcpo.")
+        self.settings = settings
+        self.weighting = weighting_for(settings)
+        try:
+            extra = resolve_signal_names(settings.extra_signals)
+        except ValueError as exc:
+            raise ConfigError(f"trainer.v1.gcpo.extra_signals: {exc}") from None
+        own = [] if self.weighting.signal == "none" else [self.weighting.signal]
+        self.signal_names = resolve_signal_names([*own, "reward_dispersion", *extra])
+        self.extra_signals = extra
+        if "token_entropy" in self.signal_names:
+            raise ConfigError(
+                "trainer.v1.gcpo: signal 'token_entropy' needs per-token entropies, which verl "
+                "does not keep for the advantage step; use negative_log_likelihood instead"
+            )
+        self.tokenizer = tokenizer
+        self.state: RankNormalizerState | None = initial_state(self.weighting)
+        self._embedder = embedder
+        self._byte_decoder: ByteLevelDecoder | None = None
+        self._byte_decoder_for: Any = None
+
+    # -- what the batch must carry ----------------------------------------------------------------
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether :meth:`score` needs per-completion length-normalised log-likelihoods."""
+        w = self.weighting
+        se = "semantic_entropy" in self.signal_names and w.se_likelihood_weighting
+        geo = w.completion_weighting == "likelihood" and bool(
+            {"cosine_dispersion", "barycentric_transport"} & set(self.signal_names)
+        )
+        return se or geo or "negative_log_likelihood" in self.signal_names
+
+    @property
+    def needs_embeddings(self) -> bool:
+        names = set(self.signal_names)
+        geometric = {"cosine_dispersion", "barycentric_transport", "eigenscore"}
+        se_emb = "semantic_entropy" in names and self.weighting.se_clusterer == "embedding"
+        return bool(names & geometric) or se_emb
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder (built on first use; a static one is re-indexed to the tokenizer)."""
+        if self._embedder is None:
+            s = self.settings
+            base = get_embedder(
+                EmbedderConfig(name=s.embedder, batch_size=s.embedder_batch_size, device=s.device)
+            )
+            if isinstance(base, StaticEmbedder) and s.embed_token_ids:
+                if self.tokenizer is None:
+                    raise ValueError(
+                        "gcpo step: no tokenizer set (needed to re-index the embedder)"
+                    )
+                base = base.for_tokenizer(self.tokenizer, name=f"{s.embedder}@policy")
+            self._embedder = base
+        return self._embedder
+
+    def prepare(self) -> None:
+        """Do the one-time work now rather than in the first batch: build the fast decoder and
+        the embedder (loading, building or re-indexing the static model)."""
+        if self.tokenizer is None:
+            raise ValueError("gcpo step: no tokenizer set")
+        self._decoder()
+        if self.needs_embeddings:
+            self.embedder  # noqa: B018
+
+    def _decoder(self) -> ByteLevelDecoder | None:
+        if self._byte_decoder_for is not self.tokenizer:
+            self._byte_decoder = ByteLevelDecoder.for_tokenizer(self.tokenizer)
+            self._byte_decoder_for = self.tokenizer
+        return self._byte_decoder
+
+    # -- checkpoint state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data to save with a checkpoint (the rank window)."""
+        return {
+            "version": STATE_VERSION,
+            "signal": self.weighting.signal,
+            "rank_state": None if self.state is None else self.state.state_dict(),
+        }
+
+    def load_state_dict(self, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"gcpo state: expected a mapping with version {STATE_VERSION}, got {data!r:.120}"
+            )
+        saved = data.get("rank_state")
+        if self.state is None or saved is None:
+            return
+        if data.get("signal") != self.weighting.signal:
+            raise ValueError(
+                f"gcpo state: the checkpoint's rank window is of signal {data.get('signal')!r}, "
+                f"this run weighs by {self.weighting.signal!r}"
+            )
+        self.state.load_state_dict(dict(saved))
+
+    # -- one batch ----------------------------------------------------------------------------------
+
+    def _decode(self, flat: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        if self.tokenizer is None:
+            raise ValueError("gcpo step: no tokenizer set (needed to decode the completions)")
+        decoder = self._decoder()
+        if decoder is not None:
+            return decoder.decode(flat, lengths)
+        seqs = [s.tolist() for s in flat.split(lengths.tolist())]
+        return list(self.tokenizer.batch_decode(seqs, skip_special_tokens=True))
+
+    def score(
+        self,
+        uids: Sequence[Any],
+        token_ids: Sequence[Sequence[int] | torch.Tensor],
+        scores: Sequence[float] | torch.Tensor,
+        logprobs: Sequence[float] | torch.Tensor | None = None,
+    ) -> StepResult:
+        """Weights of the groups in one batch.
+
+        Args:
+            uids: one uid per completion; completions with the same uid form a group.
+            token_ids: the response token ids of each completion (lists or 1-D tensors).
+            scores: the outcome reward of each completion (what verl's GRPO used).
+            logprobs: length-normalised log-likelihood of each completion (needed when
+                :attr:`needs_logprobs`).
+        """
+        t_start = time.perf_counter()
+        n = len(uids)
+        scores_t = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+        if len(token_ids) != n or scores_t.numel() != n:
+            raise ValueError(
+                f"gcpo step: got {n} uids, {len(token_ids)} token-id sequences and "
+                f"{scores_t.numel()} scores; expected one of each per completion"
+            )
+        if not bool(torch.isfinite(scores_t).all()):
+            raise ValueError("gcpo step: scores contain NaN or inf")
+        lp_t = None
+        if self.needs_logprobs:
+            if logprobs is None:
+                raise ValueError("gcpo step: this weighting needs logprobs, got None")
+            lp_t = torch.as_tensor(logprobs, dtype=torch.float64).reshape(-1)
+        names, members = _groups_by_uid(uids)
+        weights = {name: 1.0 for name in names}
+        scored = [k for k, m in enumerate(members) if len(m) > 1]
+        metrics: dict[str, float] = {
+            "gcpo/groups": float(len(scored)),
+            "gcpo/single_response_groups": float(len(names) - len(scored)),
+        }
+        if not scored:
+            metrics["gcpo/active_groups"] = 0.0
+            metrics["gcpo/step_s"] = time.perf_counter() - t_start
+            return StepResult(weights, metrics, [])
+
+        rows = [i for k in scored for i in members[k]]
+        t = time.perf_counter()
+        seqs = [torch.as_tensor(token_ids[i], dtype=torch.long).reshape(-1) for i in rows]
+        flat = torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.long)
+        lengths = torch.tensor([x.numel() for x in seqs], dtype=torch.long)
+        texts = self._decode(flat, lengths)
+        metrics["gcpo/decode_s"] = time.perf_counter() - t
+        pos = {i: j for j, i in enumerate(rows)}
+
+        def per_group(values: torch.Tensor) -> list[list[float]]:
+            return [[float(values[i]) for i in members[k]] for k in scored]
+
+        groups = Groups.from_lists(
+            [names[k] for k in scored],
+            [[texts[pos[i]] for i in members[k]] for k in scored],
+            per_group(scores_t),
+            logprobs=None if lp_t is None else per_group(lp_t),
+        )
+        embedder: Any = None
+        t = time.perf_counter()
+        if self.needs_embeddings:
+            embedder = self.embedder
+            if isinstance(embedder, StaticEmbedder) and self.settings.embed_token_ids:
+                vectors = embedder.embed_token_ids(flat, lengths)
+                embedder = _GeneratedTexts(embedder, texts, vectors)
+        metrics["gcpo/embed_ids_s"] = time.perf_counter() - t
+        scorer = GroupScorer(self.weighting, embedder=embedder)
+        result = scorer.score(groups, self.state, extra_signals=self.extra_signals)
+        for k, w in zip(scored, result.weights.tolist(), strict=True):
+            weights[names[k]] = float(w)
+
+        rd = result.reward_dispersion
+        active = rd > 0
+        metrics["gcpo/active_groups"] = float(int(active.sum()))
+        if bool(active.any()):
+            w_act = result.weights[active].to(torch.float64)
+            metrics["gcpo/weight_mean"] = float(w_act.mean())
+            metrics["gcpo/weight_min"] = float(w_act.min())
+            metrics["gcpo/weight_max"] = float(w_act.max())
+            metrics["gcpo/weight_std"] = (
+                float(w_act.std(unbiased=False)) if w_act.numel() > 1 else 0.0
+            )
+        for name, values in result.signals.items():
+            v = values.to(torch.float64)
+            if v.numel() and bool(torch.isfinite(v).all()):
+                metrics[f"gcpo/{short_name(name)}_mean"] = float(v.mean())
+        for key, seconds in result.timings.items():
+            metrics[f"gcpo/{key}"] = float(seconds)
+        metrics["gcpo/step_s"] = time.perf_counter() - t_start
+        for key, value in metrics.items():
+            if not math.isfinite(value):
+                raise ValueError(f"gcpo step: metric {key} is {value}")
+        return StepResult(weights, metrics, texts)
