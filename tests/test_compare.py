@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gcpo.compare import (
+    COMPARE_DIR,
     CompareConfig,
     curve_stats,
     load_compare_config,
@@ -159,16 +160,24 @@ def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:
         CompareConfig(**kw)
 
 
-def test_packaged_comparison_loads_and_every_run_config_is_valid() -> None:
+@pytest.mark.parametrize(
+    "path", sorted(COMPARE_DIR.glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_packaged_comparisons_load_and_every_run_config_is_valid(path: Path) -> None:
     from gcpo.compare import train_config_for
 
-    c = load_compare_config("arithmetic")
+    c = load_compare_config(path.stem)
     assert c.baseline in c.presets and len(c.seeds) >= 3
     for preset in c.presets:
         t = train_config_for(c, preset, c.seeds[0], "runs/x")
-        assert t.preset == preset and t.seed == c.seeds[0]
-        assert t.task == "graded-arithmetic"
-        assert t.weighting.signal == ("none" if preset == "grpo" else t.weighting.signal)
+        assert t.preset == preset and t.seed == c.seeds[0] and t.output_dir == "runs/x"
+        assert (t.weighting.signal == "none") == (preset == "grpo")
+        assert t.num_eval_prompts > 0  # the comparison's held-out curve needs prompts
+    if path.stem == "arithmetic":
+        assert t.task == "graded-arithmetic" and t.model == "smollm2-135m-instruct"
+
+
+def test_unknown_comparison_name() -> None:
     with pytest.raises(ConfigError, match="configs/compare"):
         load_compare_config("no-such-comparison")
 

@@ -267,18 +267,12 @@ def _check_results_dir(c: CompareConfig) -> dict[str, Any]:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file written by append_jsonl; a line cut by a kill is dropped."""
+    """Rows of a results JSONL file (read only; a line cut by a kill is skipped)."""
+    from gcpo.io import read_jsonl
+
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_jsonl(path, skip_bad_rows=True, allow_empty=True)
 
 
 # ------------------------------------------------------------------------------------------
