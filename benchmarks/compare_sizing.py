@@ -1,6 +1,11 @@
 """Size a `gcpo compare` run: seconds per training step, per held-out eval and per checkpoint,
 each preset side by side on the comparison's own base config, and the projected total.
 
+Every part is timed twice: wall clock, and CPU time of this process (all its threads). On a
+machine shared with other jobs the wall clock grows with the load; with torch_threads=1 the CPU
+time is what the same part takes on an idle core, so the projection is made from both (the
+"idle" columns use CPU time and assume one busy core, a conservative figure for 2 threads).
+
 For every preset it trains ``--steps`` steps of the comparison's train config (the same model,
 task, batch and lengths as the real runs) in this process, one preset after the other, timing
 each optimizer step (generation, rewards, signals, loss and backward), the held-out scoring at
@@ -25,29 +30,36 @@ from pathlib import Path
 from typing import Any
 
 
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return b[0] - a[0], b[1] - a[1]
+
+
 def _timer_callback() -> Any:
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
-            self.created = time.perf_counter()
-            self.first_step_begin: float | None = None
-            self.step_begin = 0.0
-            self.step_seconds: list[float] = []
-            self.step_end = 0.0
-            self.save_seconds: list[float] = []
+            self.first_step_begin: tuple[float, float] | None = None
+            self.step_begin = (0.0, 0.0)
+            self.step_end = (0.0, 0.0)
+            self.steps: list[tuple[float, float]] = []  # (wall, cpu) per step
+            self.saves: list[tuple[float, float]] = []
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.step_begin = time.perf_counter()
+            self.step_begin = _now()
             if self.first_step_begin is None:
                 self.first_step_begin = self.step_begin
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.step_end = time.perf_counter()
-            self.step_seconds.append(self.step_end - self.step_begin)
+            self.step_end = _now()
+            self.steps.append(_since(self.step_begin, self.step_end))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.save_seconds.append(time.perf_counter() - self.step_end)
+            self.saves.append(_since(self.step_end, _now()))
 
     return StepTimer()
 
@@ -67,7 +79,15 @@ def measure(c: Any, preset: str, steps: int, root: Path) -> dict[str, Any]:
     config.num_eval_prompts = 0
     timer = _timer_callback()
     curve = root / f"{preset}-curve.jsonl"
-    heldout_cb = HeldoutRewardCallback(
+    evals: list[tuple[float, float]] = []
+
+    class TimedHeldout(HeldoutRewardCallback):
+        def _score(self, step: int, state: Any, kwargs: dict[str, Any]) -> None:
+            t0 = _now()
+            super()._score(step, state, kwargs)
+            evals.append(_since(t0, _now()))
+
+    heldout_cb = TimedHeldout(
         curve,
         heldout,
         load_reward(base),
@@ -75,21 +95,23 @@ def measure(c: Any, preset: str, steps: int, root: Path) -> dict[str, Any]:
         max_new_tokens=base.eval_max_new_tokens,
         batch_size=base.eval_batch_size,
     )
-    started = time.perf_counter()
+    started = _now()
     run_training(config, run_dir=run_dir, callbacks=[heldout_cb, timer])
-    wall = time.perf_counter() - started
-    evals = [json.loads(line)["seconds"] for line in curve.read_text().splitlines()]
+    evals = [e for e in evals if e[0] > 0.01]  # calls that found the step already scored
     # the step-0 eval runs at train begin, after start-up and before the first step
-    startup = (timer.first_step_begin or started) - started - evals[0]
-    return {
-        "wall": wall,
-        "startup": startup,
-        # the first step also warms up kernels and caches: the median is what a long run sees
-        "step": statistics.median(timer.step_seconds[1:] or timer.step_seconds),
-        "first_step": timer.step_seconds[0],
-        "eval": statistics.mean(evals),
-        "save": statistics.mean(timer.save_seconds) if timer.save_seconds else 0.0,
-    }
+    before_first = _since(started, timer.first_step_begin or started)
+    out: dict[str, Any] = {}
+    for k, name in ((0, "wall"), (1, "cpu")):
+        out[name] = {
+            "startup": before_first[k] - evals[0][k],
+            # the first step also warms up kernels and caches: the median is what a long run sees
+            "step": statistics.median([s[k] for s in timer.steps[1:]] or [timer.steps[0][k]]),
+            "first_step": timer.steps[0][k],
+            "eval": statistics.mean(e[k] for e in evals),
+            "save": statistics.mean(s[k] for s in timer.saves) if timer.saves else 0.0,
+        }
+    out["heldout_accuracy"] = [json.loads(x)["heldout_accuracy"] for x in curve.open()]
+    return out
 
 
 def project(c: Any, m: dict[str, Any]) -> float:
@@ -135,33 +157,44 @@ def main() -> None:
     rows: dict[str, dict[str, Any]] = {}
     for preset in presets:
         rows[preset] = measure(c, preset, args.steps, root)
-        r = rows[preset]
+        w, u = rows[preset]["wall"], rows[preset]["cpu"]
         print(
-            f"  {preset}: {r['step']:.1f} s/step (first {r['first_step']:.1f}), eval "
-            f"{r['eval']:.1f} s, save {r['save']:.1f} s, start-up {r['startup']:.1f} s",
+            f"  {preset}: step {w['step']:.1f} s wall / {u['step']:.1f} s cpu (first "
+            f"{w['first_step']:.1f} / {u['first_step']:.1f}), eval {w['eval']:.1f} / "
+            f"{u['eval']:.1f}, save {w['save']:.1f} / {u['save']:.1f}, start-up "
+            f"{w['startup']:.1f} / {u['startup']:.1f}; held-out {rows[preset]['heldout_accuracy']}",
             flush=True,
         )
     print(f"load average at the end {os.getloadavg()[0]:.1f}\n")
-    first = rows[presets[0]]["step"]
     print(
-        f"Projected at max_steps={base.max_steps}, eval_every={c.eval_every}, "
-        f"save_steps={base.save_steps}, {len(c.seeds)} seeds:\n"
+        f"Seconds per part (wall / CPU) and the projection at max_steps={base.max_steps}, "
+        f"eval_every={c.eval_every}, save_steps={base.save_steps}, {len(c.seeds)} seeds "
+        "(wall = at this run's load; idle = from CPU time):\n"
     )
-    print("| preset | s/step | vs first | eval s/point | save s | start-up s | one run | all seeds |")
+    print(
+        "| preset | s/step | vs first (cpu) | eval s/point | save s | start-up s "
+        "| one run wall / idle | all seeds wall / idle |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    total = 0.0
+    totals = {"wall": 0.0, "cpu": 0.0}
+    first = rows[presets[0]]["cpu"]["step"]
     for preset, r in rows.items():
-        run = project(c, r)
-        total += run * len(c.seeds)
+        runs = {k: project(c, r[k]) for k in totals}
+        for k in totals:
+            totals[k] += runs[k] * len(c.seeds)
+        w, u = r["wall"], r["cpu"]
         print(
-            f"| {preset} | {r['step']:.1f} | {r['step'] / first:.2f} | {r['eval']:.1f} | "
-            f"{r['save']:.1f} | {r['startup']:.1f} | {run / 60:.1f} min | "
-            f"{run * len(c.seeds) / 60:.1f} min |"
+            f"| {preset} | {w['step']:.1f} / {u['step']:.1f} | {u['step'] / first:.2f} | "
+            f"{w['eval']:.1f} / {u['eval']:.1f} | {w['save']:.1f} / {u['save']:.1f} | "
+            f"{w['startup']:.1f} / {u['startup']:.1f} | {runs['wall'] / 60:.1f} / "
+            f"{runs['cpu'] / 60:.1f} min | {runs['wall'] * len(c.seeds) / 60:.1f} / "
+            f"{runs['cpu'] * len(c.seeds) / 60:.1f} min |"
         )
     print(
-        f"\nwhole comparison ({len(rows)} presets x {len(c.seeds)} seeds): {total / 60:.0f} min "
-        f"= {total / 5400:.2f} of a 90-minute budget"
-        + ("" if math.isfinite(total) else " (incomplete)")
+        f"\nwhole comparison ({len(rows)} presets x {len(c.seeds)} seeds): "
+        f"{totals['wall'] / 60:.0f} min at this load, {totals['cpu'] / 60:.0f} min on an idle "
+        f"core = {totals['cpu'] / 5400:.2f} of a 90-minute budget"
+        + ("" if math.isfinite(totals["cpu"]) else " (incomplete)")
     )
 
 
