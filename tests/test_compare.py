@@ -276,3 +276,27 @@ def test_unfinished_run_without_its_heavy_dir_starts_again(tmp_path: Path) -> No
     curve = _curve(c, "grpo-s0")
     assert [r["step"] for r in curve] == [0, 2, 4]
     assert curve[1]["heldout_accuracy"] != 0.99  # the stale point was dropped and recomputed
+
+
+def test_cli_status_and_table_only_from_results(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from gcpo.cli import main
+
+    results = tmp_path / "results"
+    for seed, (g, c) in enumerate([(0.4, 0.5), (0.5, 0.5)]):
+        _write_summary(results, "grpo", seed, final_accuracy=g, area=g)
+        _write_summary(results, "gcpo", seed, final_accuracy=c, area=c, weight_spread=0.2)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"train": TINY_TRAIN, "results": str(results), "runs": str(tmp_path / "r")})
+    )
+    argv = ["compare", str(config), "--presets", "grpo,gcpo", "--seeds", "0,1,2"]
+    assert main([*argv, "--status"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[0].split() == ["grpo-s0", "done"] and out[5].split() == ["gcpo-s2", "fresh"]
+    assert main([*argv, "--table-only"]) == 0
+    out = capsys.readouterr().out
+    assert "| gcpo | 2/3 |" in out and "+0.050" in out  # paired mean over the 2 finished seeds
+    assert (results / "table.md").is_file() and (results / "table.csv").is_file()
+    assert main(["compare", "no-such-comparison", "--status"]) == 2

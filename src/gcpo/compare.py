@@ -45,6 +45,7 @@ from gcpo.config import ConfigError, field
 __all__ = [
     "CompareConfig",
     "RunStatus",
+    "compare_config_path",
     "load_compare_config",
     "plan_runs",
     "run_comparison",
@@ -157,20 +158,22 @@ class CompareConfig:
                 )
 
 
+def compare_config_path(name: str | Path | None) -> Path | None:
+    """A comparison YAML: a file, or a name of ``configs/compare`` (``arithmetic``)."""
+    if name is None or Path(name).is_file():
+        return None if name is None else Path(name)
+    for candidate in (COMPARE_DIR / str(name), COMPARE_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(sorted(p.stem for p in COMPARE_DIR.glob("*.yaml")))
+    raise ConfigError(
+        f"config: {str(name)!r} is neither a file nor a comparison in configs/compare ({names})"
+    )
+
+
 def load_compare_config(path: str | Path | None = None, overrides: Any = ()) -> CompareConfig:
     """YAML file (a path, or a name of ``configs/compare``) + ``KEY=VALUE`` overrides."""
-    if path is not None and not Path(path).is_file():
-        for candidate in (COMPARE_DIR / str(path), COMPARE_DIR / f"{path}.yaml"):
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            names = ", ".join(sorted(p.stem for p in COMPARE_DIR.glob("*.yaml")))
-            raise ConfigError(
-                f"config: {str(path)!r} is neither a file nor a comparison in configs/compare "
-                f"({names})"
-            )
-    c = cfg.load(CompareConfig, path, list(overrides))
+    c = cfg.load(CompareConfig, compare_config_path(path), list(overrides))
     cfg.validate(c)
     return c
 
