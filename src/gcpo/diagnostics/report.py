@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def correlation_rows(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    targets: Mapping[str, str] = TARGETS,
 ) -> list[dict[str, Any]]:
     """One row per (signal, target): Spearman rho, 95 % CI, partial rho given RD and partial rho
     given RD and mean completion length jointly (when the rows have ``mean_tokens``), with CIs."""
@@ -63,7 +64,7 @@ def correlation_rows(
     length = [float(r[LENGTH]) for r in used] if all(LENGTH in r for r in used) else None
     for name in signals:
         x = [float(r[name]) for r in used]
-        for target, label in TARGETS.items():
+        for target, label in targets.items():
             y = [float(r[target]) for r in used]
             c: Correlation = correlate(
                 x, y, rd, second_covariate=length, n_resamples=n_resamples, seed=seed
@@ -99,6 +100,7 @@ def comparison_rows(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    targets: Mapping[str, str] = TARGETS,
 ) -> list[dict[str, Any]]:
     """The paper's comparison: ``rho(a, T) - rho(b, T)`` for each pair (a, b) and target T, over
     the groups with RD > 0, with a paired percentile-bootstrap 95 % CI (each resample of groups
@@ -112,7 +114,7 @@ def comparison_rows(
             continue
         a = [float(r[a_name]) for r in used]
         b = [float(r[b_name]) for r in used]
-        for target, label in TARGETS.items():
+        for target, label in targets.items():
             y = [float(r[target]) for r in used]
             row: dict[str, Any] = {
                 "signal": a_name,
@@ -166,7 +168,12 @@ def _fmt(rho: float, lo: float, hi: float) -> str:
 
 
 def correlations_markdown(
-    corr: Sequence[dict[str, Any]], *, n_groups: int, n_total: int, title: str = ""
+    corr: Sequence[dict[str, Any]],
+    *,
+    n_groups: int,
+    n_total: int,
+    title: str = "",
+    targets: Mapping[str, str] = TARGETS,
 ) -> str:
     """A Markdown table: one line per signal, rho and partial rho against V and NSR."""
     by_signal: dict[str, dict[str, dict[str, Any]]] = {}
@@ -185,13 +192,17 @@ def correlations_markdown(
             else ""
         ),
         "",
-        "| signal | rho vs V | partial vs V given RD | given RD, len | rho vs NSR "
-        "| partial vs NSR given RD | given RD, len |",
-        "|---|---|---|---|---|---|---|",
+        "| signal | "
+        + " | ".join(
+            f"rho vs {label} | partial vs {label} given RD | given RD, len"
+            for label in targets.values()
+        )
+        + " |",
+        "|---|" + "---|---|---|" * len(targets),
     ]
     for name, t in by_signal.items():
         cells = []
-        for label in TARGETS.values():
+        for label in targets.values():
             r = t[label]
             if n_groups < MIN_GROUPS:
                 cells += ["n/a", "n/a", "n/a"]
