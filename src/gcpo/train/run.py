@@ -209,7 +209,8 @@ def _train(
     if "heldout_reward_before" in previous:
         before = previous["heldout_reward_before"]
     else:
-        print(f"scoring {len(heldout_rows)} held-out prompts before training ...", flush=True)
+        if heldout_rows:
+            print(f"scoring {len(heldout_rows)} held-out prompts before training ...", flush=True)
         before = heldout_reward(
             model,
             tokenizer,
