@@ -106,7 +106,7 @@ def test_single_response_group_is_left_as_verl_made_it() -> None:
     """
     tok = tiny_bpe()
     uids, texts, scores = _batch()
-    cfg = VerlGCPOConfig(preset="gcpo", weighting={"signal": "reward_dispersion"})
+    cfg = VerlGCPOConfig(preset="gcpo")  # cosine dispersion of the decoded texts
     with_lone = GCPOAdvantageStep(cfg, tok, embedder=HashingEmbedder())
     r1 = with_lone.score(uids, _ids(texts), scores)
     keep = [i for i, u in enumerate(uids) if u != "lone"]
