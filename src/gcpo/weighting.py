@@ -1,4 +1,4 @@
-"""From a group's uncertainty signal to a weight on its advantages (DESIGN.md section 4).
+"""From a group's uncertainty signal to a weight on its advantages (docs/design.md, section 4).
 
 ``group_weights(U[B], RD[B], config, state)`` runs four steps, each a small pure function:
 
@@ -440,7 +440,7 @@ def group_weights(
     group_size: Any = None,
     bound: Any = None,
 ) -> torch.Tensor:
-    """Per-group advantage weights (DESIGN.md section 4).
+    """Per-group advantage weights (docs/design.md, section 4).
 
     Args:
         uncertainty: ``[B]`` raw signal values ``U`` (higher = more uncertain).
