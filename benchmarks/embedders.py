@@ -184,9 +184,9 @@ def compare(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Any:
 
     from gcpo.embedders import StaticEmbedder, get_embedder
     from gcpo.models import load_tokenizer
+    from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
     from gcpo.signals import cosine_dispersion
-    from gcpo.weighting import preset
 
     tok = load_tokenizer(args.model)
     groups = Groups.from_rows(

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from gcpo.config import ConfigError
 from gcpo.diagnostics.analyze import AnalyzeConfig, _sample
 from gcpo.diagnostics.columns import SIGNAL_COLUMNS, preset_columns, signal_plan
 from gcpo.diagnostics.items import load_items
+from gcpo.fields import ConfigError
 
 
 def test_signal_plan_maps_presets_onto_baseline_columns():

@@ -32,9 +32,10 @@ def plugin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no-untyped-def]
+    from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
     from gcpo.signals import get_signal
-    from gcpo.weighting import WeightingConfig, group_weights, preset
+    from gcpo.weighting import WeightingConfig, group_weights
 
     spec = get_signal("answer_spread")
     assert spec.needs == ("clusters",) and spec.bound_value(8, 0.5) == 1.0

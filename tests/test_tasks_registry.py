@@ -11,12 +11,12 @@ import pytest
 from gcpo.diagnostics.columns import group_signals, make_scorers, signal_plan
 from gcpo.diagnostics.items import load_items
 from gcpo.evaluation import score_generation
+from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer
 from gcpo.tasks.benchmarks import BenchmarkSpec, load_benchmark, register_benchmark
 from gcpo.tasks.registry import TaskKind, get_task, register_task, reward_names, trl_reward
 from gcpo.train.config import TrainConfig
 from gcpo.train.data import answer_fn_for, build_data, load_reward
-from gcpo.weighting import preset
 
 # completions that read differently under different answer rules
 COMPLETIONS = {

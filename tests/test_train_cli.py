@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gcpo.cli import main
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.train.config import QUICKSTART, RECIPES_DIR, TrainConfig, load_train_config
 from gcpo.train.run import last_checkpoint, resume_training, run_training
 

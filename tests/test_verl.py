@@ -10,8 +10,8 @@ import pytest
 import torch
 from tiny_tokenizer import tiny_bpe, tiny_wordpiece
 
-from gcpo.config import ConfigError
 from gcpo.embedders import HashingEmbedder, StaticEmbedder
+from gcpo.fields import ConfigError
 from gcpo.scoring import Groups, GroupScorer
 from gcpo.verl import GCPOAdvantageStep, VerlGCPOConfig, weighting_for
 from gcpo.weighting import initial_state

@@ -35,7 +35,7 @@ if importlib.util.find_spec("verl") is None:
 import torch  # noqa: E402
 from tiny_tokenizer import tiny_bpe, tiny_wordpiece  # noqa: E402
 
-from gcpo.config import ConfigError  # noqa: E402
+from gcpo.fields import ConfigError  # noqa: E402
 from gcpo.scoring import Groups, GroupScorer  # noqa: E402
 from gcpo.weighting import initial_state  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Group-relative advantage estimators (DESIGN.md section 4, step 5).
+"""Group-relative advantage estimators (docs/design.md, section 4, "Advantages").
 
 Pure functions on ``rewards[B, G]`` (B prompt groups of G completions), registered by name in
 :data:`ADVANTAGE_ESTIMATORS` like verl's ``register_adv_est``.

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from gcpo.config import ConfigError, field, validate
+from gcpo.fields import ConfigError, field, validate
 
 if TYPE_CHECKING:
     import torch

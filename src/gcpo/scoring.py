@@ -401,7 +401,7 @@ class GroupScorer:
     """Turns :class:`Groups` into signals and per-group weights for one :class:`WeightingConfig`.
 
     Args:
-        config: the weighting (e.g. ``gcpo.weighting.preset("gcpo")``).
+        config: the weighting (e.g. ``gcpo.presets.preset("gcpo")``).
         embedder: an :class:`~gcpo.embedders.Embedder`, a name / :class:`EmbedderConfig` for
             :func:`~gcpo.embedders.get_embedder`, or None for the default offline MiniLM. Built
             lazily: signals that need no embeddings never load it.

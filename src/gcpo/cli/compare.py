@@ -24,7 +24,7 @@ train.max_steps=20):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gcpo.compare import CompareConfig
-    from gcpo.config import help_lines
+    from gcpo.fields import help_lines
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG_HEAD + "\n".join("  " + ln for ln in help_lines(CompareConfig))

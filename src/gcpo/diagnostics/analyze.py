@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError, coerce, field, to_dict, validate
 from gcpo.diagnostics.columns import (
     SIGNAL_COLUMNS,
     group_signals,
@@ -35,6 +34,7 @@ from gcpo.diagnostics.columns import (
 )
 from gcpo.diagnostics.items import Item, load_items
 from gcpo.embedders import EmbedderConfig
+from gcpo.fields import ConfigError, coerce, field, to_dict, validate
 
 __all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report", "SIGNAL_COLUMNS"]
 
@@ -99,7 +99,7 @@ class AnalyzeConfig:
     progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
-        from gcpo.weighting import available_presets
+        from gcpo.presets import available_presets
 
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         allowed = available_presets()

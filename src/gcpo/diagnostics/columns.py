@@ -62,7 +62,7 @@ def signal_plan(
     """
     import dataclasses
 
-    from gcpo.weighting import preset
+    from gcpo.presets import preset
 
     seed, gcpo = preset("seed-grpo"), preset("gcpo")
     columns: dict[str, Any] = {
@@ -124,7 +124,8 @@ def preset_columns(
     """
     import torch
 
-    from gcpo.weighting import group_weights_detailed, initial_state, preset
+    from gcpo.presets import preset
+    from gcpo.weighting import group_weights_detailed, initial_state
 
     out: list[dict[str, float]] = [{} for _ in rows]
     if not rows:

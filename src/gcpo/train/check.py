@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.io import JsonlReport
 from gcpo.train.config import TrainConfig
 

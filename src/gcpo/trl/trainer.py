@@ -48,11 +48,12 @@ from trl import GRPOTrainer
 
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.io import atomic_write_text
+from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import RankNormalizerState, WeightingConfig, preset
+from gcpo.weighting import RankNormalizerState, WeightingConfig
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 

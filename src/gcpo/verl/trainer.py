@@ -37,8 +37,7 @@ from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError, from_dict
 from gcpo.verl.step import GCPOAdvantageStep, VerlGCPOConfig
 
 __all__ = ["TRAINER_MODE", "GCPOTrainer", "register", "settings_from_verl_config"]
@@ -58,7 +57,7 @@ def settings_from_verl_config(config: Any) -> VerlGCPOConfig:
         data = OmegaConf.to_container(section, resolve=True)  # type: ignore[assignment]
     else:
         raise ConfigError(f"trainer.v1.gcpo: expected a mapping, got {section!r}")
-    return cfg.from_dict(VerlGCPOConfig, data, prefix="trainer.v1.gcpo.")
+    return from_dict(VerlGCPOConfig, data, prefix="trainer.v1.gcpo.")
 
 
 def _sessions(keys: list[str]) -> list[str]:
