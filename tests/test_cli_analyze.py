@@ -44,8 +44,12 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
         "groups.jsonl",
         "correlations.md",
         "correlations.csv",
+        "comparison.md",
+        "comparison.csv",
         "scatter_V.png",
         "scatter_NSR.png",
+        "scatter_V_sum.png",
+        "scatter_NSR_sum.png",
         "run.json",
     ):
         assert (out / name).is_file(), name
@@ -67,6 +71,9 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
         "weight_gcpo",
         "cal_seed-grpo",
         "weight_seed-grpo",
+        "grad_variance_mean",
+        "grad_variance_sum",
+        "grad_nsr_sum",
     }
     assert expected <= set(rows[0])
     for r in rows:
@@ -76,7 +83,9 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
         # V = 0 exactly when all advantages vanish, i.e. when RD = 0
         assert (float(r["reward_dispersion"]) == 0) <= (float(r["grad_variance"]) == 0)
     md = (out / "correlations.md").read_text()
-    assert "rho vs V" in md and "cosine_dispersion" in md
+    assert "rho vs V" in md and "cosine_dispersion" in md and "given RD, len" in md
+    assert "cosine_dispersion − se_answer" in md  # the paper's comparison is appended
+    assert "objective=sum" in md and "rho vs V[sum]" in md  # the other objective, same groups
     assert (out / "scatter_V.png").read_bytes()[:4] == b"\x89PNG"
 
     # resume: a truncated last line is dropped, the finished groups are not recomputed
@@ -91,6 +100,7 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
 
     # a different setting may not resume into the same directory
     assert main([*argv, "--group-size", "5"]) == 2
+    assert main([*argv, "--objective", "sum"]) == 2
 
 
 def test_analyze_rejects_task_and_benchmark_together(tmp_path, capsys):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gcpo.compare import (
+    COMPARE_DIR,
     CompareConfig,
     curve_stats,
     load_compare_config,
@@ -148,6 +149,7 @@ def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> Non
     [
         ({"presets": ["grpo", "ppo"]}, "presets"),
         ({"presets": ["gcpo"]}, "baseline"),
+        ({"only": ["gcpo-bot"]}, "only"),
         ({"seeds": [0, 0]}, "seeds"),
         ({"train": {"seed": 3}}, "train.seed"),
         ({"train": {"weighting": {"alpha": 2}}}, "train.weighting"),
@@ -158,16 +160,24 @@ def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:
         CompareConfig(**kw)
 
 
-def test_packaged_comparison_loads_and_every_run_config_is_valid() -> None:
+@pytest.mark.parametrize(
+    "path", sorted(COMPARE_DIR.glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_packaged_comparisons_load_and_every_run_config_is_valid(path: Path) -> None:
     from gcpo.compare import train_config_for
 
-    c = load_compare_config("arithmetic")
+    c = load_compare_config(path.stem)
     assert c.baseline in c.presets and len(c.seeds) >= 3
     for preset in c.presets:
         t = train_config_for(c, preset, c.seeds[0], "runs/x")
-        assert t.preset == preset and t.seed == c.seeds[0]
-        assert t.task == "graded-arithmetic"
-        assert t.weighting.signal == ("none" if preset == "grpo" else t.weighting.signal)
+        assert t.preset == preset and t.seed == c.seeds[0] and t.output_dir == "runs/x"
+        assert (t.weighting.signal == "none") == (preset == "grpo")
+        assert t.num_eval_prompts > 0  # the comparison's held-out curve needs prompts
+    if path.stem == "arithmetic":
+        assert t.task == "graded-arithmetic" and t.model == "smollm2-135m-instruct"
+
+
+def test_unknown_comparison_name() -> None:
     with pytest.raises(ConfigError, match="configs/compare"):
         load_compare_config("no-such-comparison")
 
@@ -251,16 +261,42 @@ def test_killed_run_resumes_and_recomputes_eval_points(tmp_path: Path, monkeypat
 
 
 def test_unfinished_run_without_its_heavy_dir_starts_again(tmp_path: Path) -> None:
-    c = _tiny(tmp_path, presets=["grpo"])
+    c = _tiny(tmp_path, presets=["grpo", "gcpo"], only=["grpo"])
     run_dir = Path(c.results) / "runs" / "grpo-s0"
     run_dir.mkdir(parents=True)
     # a curve from a machine that was replaced mid-run; no summary, no heavy directory
     (run_dir / "curve.jsonl").write_text(
         '{"step": 0, "heldout_accuracy": 0.0}\n{"step": 2, "heldout_accuracy": 0.99}\n'
     )
-    (status,) = plan_runs(c)
-    assert status.state == "fresh"
-    run_comparison(c, log=lambda *_: None)
+    assert [s.state for s in plan_runs(c)] == ["fresh", "fresh"]
+    out = run_comparison(c, log=lambda *_: None)
+    # only the grpo arm was trained; the table lists both presets
+    assert [s.state for s in out["runs"]] == ["done", "fresh"]
+    assert [r["seeds_done"] for r in out["table"]] == [1, 0]
     curve = _curve(c, "grpo-s0")
     assert [r["step"] for r in curve] == [0, 2, 4]
     assert curve[1]["heldout_accuracy"] != 0.99  # the stale point was dropped and recomputed
+
+
+def test_cli_status_and_table_only_from_results(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from gcpo.cli import main
+
+    results = tmp_path / "results"
+    for seed, (g, c) in enumerate([(0.4, 0.5), (0.5, 0.5)]):
+        _write_summary(results, "grpo", seed, final_accuracy=g, area=g)
+        _write_summary(results, "gcpo", seed, final_accuracy=c, area=c, weight_spread=0.2)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"train": TINY_TRAIN, "results": str(results), "runs": str(tmp_path / "r")})
+    )
+    argv = ["compare", str(config), "--presets", "grpo,gcpo", "--seeds", "0,1,2"]
+    assert main([*argv, "--status"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[0].split() == ["grpo-s0", "done"] and out[5].split() == ["gcpo-s2", "fresh"]
+    assert main([*argv, "--table-only"]) == 0
+    out = capsys.readouterr().out
+    assert "| gcpo | 2/3 |" in out and "+0.050" in out  # paired mean over the 2 finished seeds
+    assert (results / "table.md").is_file() and (results / "table.csv").is_file()
+    assert main(["compare", "no-such-comparison", "--status"]) == 2

@@ -143,3 +143,58 @@ def test_resume_accepts_a_run_written_before_the_embedder_was_nested(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"fingerprint": old}))
     with pytest.raises(ConfigError, match="embedder"):
         _check_resume(tmp_path, AnalyzeConfig(task="arithmetic", embedder="other"))
+
+
+def test_other_objective_from_rescaled_gradients_equals_a_run_of_it():
+    """V and NSR of the other objective (the same gradients rescaled by the completion lengths)
+    equal those of a run made with that objective, on the same seeded completions."""
+    from gcpo.diagnostics.analyze import _analyse_group
+    from gcpo.diagnostics.columns import make_scorers
+    from gcpo.diagnostics.gradients import select_parameters
+    from gcpo.diagnostics.items import Item
+    from gcpo.embedders import get_embedder
+    from gcpo.models import load_policy
+    from gcpo.tasks.registry import TaskKind
+
+    # a reward that splits the group: 1.0 for an even number of characters
+    even = TaskKind(
+        name="even-length",
+        description="test",
+        score=lambda c, refs, **_: {"score": float(len(c) % 2 == 0)},
+        answer_key=lambda c: str(len(c) % 2),
+    )
+    model, tok = load_policy("tiny-random")
+    params = [p for _, p in select_parameters(model, "last-block")]
+    scorers = make_scorers(signal_plan(["gcpo"])[0], get_embedder("hashing"))
+    rows = {}
+    for seed in range(5):  # a seed whose group has RD > 0
+        item = Item("p0", [{"role": "user", "content": "What is 2 + 2?"}], ["4"], even)
+        for objective in ("mean", "sum"):
+            cfg = AnalyzeConfig(
+                model="tiny-random", task="arithmetic", group_size=6, max_new_tokens=8,
+                temperature=1.0, seed=seed, objective=objective,
+            )  # fmt: skip
+            rows[objective] = _analyse_group(item, model, tok, params, None, scorers, cfg)
+        if rows["mean"]["reward_dispersion"] > 0:
+            break
+    mean, total = rows["mean"], rows["sum"]
+    assert mean["reward_dispersion"] > 0 and mean["completions"] == total["completions"]
+    assert mean["grad_variance"] > 0
+    assert mean["grad_variance_mean"] == mean["grad_variance"]
+    assert total["grad_variance_sum"] == total["grad_variance"]
+    for key in ("grad_variance_sum", "grad_nsr_sum", "grad_variance_mean", "grad_nsr_mean"):
+        assert mean[key] == pytest.approx(total[key], rel=1e-3), key
+    assert total["grad_variance"] != pytest.approx(mean["grad_variance"], rel=1e-2)
+
+
+def test_synthetic_items_from_the_train_split_with_options():
+    test = load_items(task="graded-arithmetic", benchmark=None, prompts=8)
+    train = load_items(
+        task="graded-arithmetic", benchmark=None, prompts=8, split="train",
+        options={"levels": ["1d+", "2d+"]},
+    )  # fmt: skip
+    assert {i.prompt_id for i in test}.isdisjoint(i.prompt_id for i in train)
+    assert [i.meta["level"] for i in train] == ["1d+", "2d+"] * 4
+    assert [i.meta["level"] for i in test][:4] == ["1d+", "1d*", "1d-", "2d+"]
+    with pytest.raises(ConfigError, match="task_options"):
+        load_items(task="graded-arithmetic", benchmark=None, prompts=2, options={"colour": 1})

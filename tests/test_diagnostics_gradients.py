@@ -53,13 +53,17 @@ def test_frozen_except_restores_flags(model):
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_sum_of_per_sample_gradients_equals_gradient_of_sum(model):
-    """sum_i g_i must equal grad of sum_i A_i l_i computed in ONE padded batch forward."""
+@pytest.mark.parametrize("objective", ["mean", "sum"])
+def test_sum_of_per_sample_gradients_equals_gradient_of_sum(model, objective):
+    """sum_i g_i must equal grad of sum_i A_i l_i computed in ONE padded batch forward, with
+    l_i the mean (objective 'mean') or the sum ('sum') of the completion-token log-probs."""
     seqs, plens = _sequences()
     coeffs = torch.tensor([0.7, -1.3, 0.6, 2.0])
     named = select_parameters(model, "last-block")
     params = [p for _, p in named]
-    out = completion_gradients(model, params, seqs, plens, coeffs, temperature=0.8)
+    out = completion_gradients(
+        model, params, seqs, plens, coeffs, temperature=0.8, objective=objective
+    )
 
     # reference: right-padded batch, mask the completion tokens, autograd of the summed objective
     t = max(s.numel() for s in seqs)
@@ -74,9 +78,11 @@ def test_sum_of_per_sample_gradients_equals_gradient_of_sum(model):
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1] / 0.8
     tok = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
     loglik = (tok * comp).sum(1) / comp.sum(1).clamp_min(1)
-    (coeffs * loglik).sum().backward()
+    objective_value = (tok * comp).sum(1) if objective == "sum" else loglik
+    (coeffs * objective_value).sum().backward()
     expected = torch.cat([p.grad.reshape(-1) for p in params])
     torch.testing.assert_close(out.grads.sum(0), expected, rtol=1e-4, atol=1e-6)
+    # mean_logprob is the per-token mean whatever the objective
     torch.testing.assert_close(out.mean_logprob, loglik.detach(), rtol=1e-4, atol=1e-6)
     model.zero_grad()
     assert out.grads[3].abs().sum() == 0  # empty completion
@@ -103,3 +109,16 @@ def test_completion_gradients_rejects_bad_input(model):
         completion_gradients(model, params, seqs, plens, [1.0, 2.0])
     with pytest.raises(ValueError, match="prompt_lengths"):
         completion_gradients(model, params, seqs, [0, 1, 1, 1], [1.0] * 4)
+    with pytest.raises(ValueError, match="objective"):
+        completion_gradients(model, params, seqs, plens, [1.0] * 4, objective="max")
+
+
+def test_sum_objective_scales_each_gradient_by_its_length(model):
+    """grad of the summed log-prob = n_i x grad of the mean, completion by completion."""
+    seqs, plens = _sequences()
+    params = [p for _, p in select_parameters(model, "lm_head")]
+    coeffs = torch.tensor([1.0, -0.5, 0.25, 1.0])
+    mean = completion_gradients(model, params, seqs, plens, coeffs, objective="mean")
+    total = completion_gradients(model, params, seqs, plens, coeffs, objective="sum")
+    n = mean.num_tokens.float()[:, None]
+    torch.testing.assert_close(total.grads, mean.grads * n, rtol=1e-4, atol=1e-7)

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from gcpo.diagnostics.report import correlation_rows, correlations_markdown, rows_to_csv
-from gcpo.diagnostics.stats import spearman
+from gcpo.diagnostics.report import (
+    comparison_markdown,
+    comparison_rows,
+    correlation_rows,
+    correlations_markdown,
+    rows_to_csv,
+)
+from gcpo.diagnostics.stats import partial_spearman, spearman
 
 
 def _rows(n, seed=0):
@@ -19,6 +25,7 @@ def _rows(n, seed=0):
                 "grad_nsr": v / 2,
                 "sig": v + float(rng.normal()),
                 "noise": float(rng.normal()),
+                "mean_tokens": float(rng.integers(3, 30)),
             }
         )
     return rows
@@ -40,6 +47,41 @@ def test_correlation_rows_use_only_groups_with_reward_dispersion():
         spearman([r["sig"] for r in used], [r["grad_variance"] for r in used])
     )
     assert sig_v["ci_low"] <= sig_v["spearman"] <= sig_v["ci_high"]
+    assert sig_v["partial_given_rd_len"] == pytest.approx(
+        partial_spearman(
+            [r["sig"] for r in used],
+            [r["grad_variance"] for r in used],
+            [r["reward_dispersion"] for r in used],
+            [r["mean_tokens"] for r in used],
+        )
+    )
+    assert sig_v["partial_rd_len_ci_low"] <= sig_v["partial_given_rd_len"]
+    assert sig_v["partial_given_rd_len"] <= sig_v["partial_rd_len_ci_high"]
+    # rows without a completion length: that column is absent, the rest stays
+    no_len = [{k: v for k, v in r.items() if k != "mean_tokens"} for r in rows]
+    bare = correlation_rows(no_len, ["sig"], n_resamples=20)
+    assert bare[0]["partial_given_rd_len"] is None and bare[0]["spearman"] == sig_v["spearman"]
+
+
+def test_comparison_rows_difference_of_rhos_with_paired_ci():
+    rows = _rows(60, seed=3)
+    comp = comparison_rows(rows, [("sig", "noise"), ("sig", "missing")], n_resamples=200)
+    assert [(c["signal"], c["versus"], c["target"]) for c in comp] == [
+        ("sig", "noise", "V"),
+        ("sig", "noise", "NSR"),
+    ]  # a pair with an absent column is skipped
+    used = [r for r in rows if r["reward_dispersion"] > 0]
+    v = [r["grad_variance"] for r in used]
+    c = comp[0]
+    assert c["n_groups"] == len(used)
+    assert c["difference"] == pytest.approx(
+        spearman([r["sig"] for r in used], v) - spearman([r["noise"] for r in used], v)
+    )
+    assert 0 < c["ci_low"] < c["difference"] < c["ci_high"]  # sig tracks V, noise does not
+    assert c["partial_ci_low"] <= c["partial_difference"] <= c["partial_ci_high"]
+    md = comparison_markdown(comp, n_groups=len(used))
+    assert "| sig − noise | V | +" in md
+    assert "| sig − noise | V | n/a | n/a |" in comparison_markdown(comp, n_groups=2)
 
 
 def test_markdown_table_and_too_few_groups():
@@ -50,7 +92,8 @@ def test_markdown_table_and_too_few_groups():
     few = correlations_markdown(
         correlation_rows(rows[:4], ["sig"], n_resamples=10), n_groups=2, n_total=4
     )
-    assert "| sig | n/a | n/a | n/a | n/a |" in few and "no correlation is defined" in few
+    assert "| sig | n/a | n/a | n/a | n/a | n/a | n/a |" in few
+    assert "no correlation is defined" in few
 
 
 def test_rows_to_csv_formats_floats_and_keeps_column_order():

@@ -9,6 +9,7 @@ from gcpo.diagnostics.stats import (
     gradient_noise,
     partial_spearman,
     spearman,
+    spearman_difference,
 )
 
 
@@ -77,6 +78,60 @@ def test_partial_spearman_matches_closed_form_from_scipy():
     assert abs(partial_spearman(x, y, z)) < spearman(x, y)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_partial_spearman_two_covariates_matches_precision_matrix(seed):
+    """Reference: partial correlation of x, y given z1, z2 from the inverse of the Spearman
+    correlation matrix of (x, y, z1, z2): -P_xy / sqrt(P_xx P_yy)."""
+    rng = np.random.default_rng(seed)
+    z1 = rng.normal(size=80)
+    z2 = rng.integers(2, 30, size=80).astype(float)  # a length: ties
+    x = z1 + 0.02 * z2 + 0.5 * rng.normal(size=80)
+    y = np.exp(z1) + 0.05 * z2 + 0.4 * x + rng.normal(size=80)
+    r = sps.spearmanr(np.stack([x, y, z1, z2], axis=1)).statistic
+    prec = np.linalg.inv(r)
+    expected = -prec[0, 1] / np.sqrt(prec[0, 0] * prec[1, 1])
+    assert partial_spearman(x, y, z1, z2) == pytest.approx(expected, abs=1e-10)
+    # the order of the covariates does not matter; one covariate is the earlier function
+    assert partial_spearman(x, y, z2, z1) == pytest.approx(expected, abs=1e-10)
+    assert partial_spearman(x, y, z1) != pytest.approx(expected, abs=1e-6)
+
+
+def test_partial_spearman_removes_a_length_confound():
+    # V and the signal both grow with length only: given RD alone they still correlate,
+    # given RD and length jointly they do not
+    rng = np.random.default_rng(4)
+    length = rng.uniform(5, 60, size=400)
+    rd = rng.uniform(0.1, 0.5, size=400)
+    signal = length + rng.normal(scale=5, size=400)
+    v = rd * length + rng.normal(scale=2, size=400)
+    assert partial_spearman(signal, v, rd) > 0.5
+    assert abs(partial_spearman(signal, v, rd, length)) < 0.1
+    with pytest.raises(ValueError, match="covariates"):
+        partial_spearman(signal, v)
+    with pytest.raises(ValueError, match="same length"):
+        partial_spearman(signal, v, rd[:10])
+
+
+def test_spearman_difference_paired_bootstrap():
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=300)
+    good = v + 0.3 * rng.normal(size=300)  # tracks V closely
+    bad = v + 3.0 * rng.normal(size=300)  # barely
+    d = spearman_difference(good, bad, v)
+    assert d == pytest.approx(spearman(good, v) - spearman(bad, v))
+    lo, hi = bootstrap_ci(spearman_difference, good, bad, v, n_resamples=300, seed=1)
+    assert 0 < lo < d < hi
+    # paired: both rhos are computed on the same resample of groups
+    rng2 = np.random.default_rng(1)
+    ref = []
+    for _ in range(300):
+        i = rng2.integers(0, 300, size=300)
+        ref.append(spearman(good[i], v[i]) - spearman(bad[i], v[i]))
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-12)
+    # a signal against itself: exactly 0 on every resample
+    assert bootstrap_ci(spearman_difference, good, good, v, n_resamples=50) == (0.0, 0.0)
+
+
 def test_correlations_degenerate_give_zero_not_nan():
     assert spearman([1, 1, 1, 1], [1, 2, 3, 4]) == 0.0
     assert spearman([1, 2], [2, 1]) == 0.0
@@ -105,3 +160,9 @@ def test_correlate_bundles_everything():
     assert c.ci_low <= c.rho <= c.ci_high
     assert c.partial_ci_low <= c.partial <= c.partial_ci_high
     assert c.rho > 0.5
+    assert c.partial2 is None
+    length = rng.uniform(5, 40, size=30)
+    c2 = correlate(signal, target, rd, second_covariate=length, n_resamples=200)
+    assert c2.partial2 == pytest.approx(partial_spearman(signal, target, rd, length))
+    assert c2.partial2_ci_low <= c2.partial2 <= c2.partial2_ci_high
+    assert (c2.rho, c2.partial) == (c.rho, c.partial)

@@ -32,6 +32,7 @@ import gc
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from gcpo.fields import ConfigError, field, to_dict, validate
 __all__ = [
     "CompareConfig",
     "RunStatus",
+    "compare_config_path",
     "load_compare_config",
     "plan_runs",
     "run_comparison",
@@ -113,12 +115,17 @@ class CompareConfig:
     runs: str = field(
         "runs/compare", help="heavy run directories (checkpoints, models); may be lost"
     )
+    only: list[str] = field(
+        default_factory=list,
+        help="train only these presets in this invocation (e.g. one arm per machine); the "
+        "table still covers every preset whose finished runs are in 'results'",
+    )
     keep_checkpoints: bool = field(
         False, help="keep a finished run's checkpoints (they are ~3x the model size each)"
     )
 
     def __post_init__(self) -> None:
-        from gcpo.presets import available_presets
+        from gcpo.weighting import available_presets
 
         allowed = available_presets()
         if isinstance(self.presets, list):
@@ -129,6 +136,9 @@ class CompareConfig:
                 raise ConfigError(f"presets: unknown {unknown[0]!r}; allowed: {', '.join(allowed)}")
             if len(set(self.presets)) != len(self.presets):
                 raise ConfigError(f"presets: listed twice in {self.presets}")
+            stray = [p for p in self.only if p not in self.presets]
+            if stray:
+                raise ConfigError(f"only: {stray[0]!r} is not among presets {self.presets}")
             if self.baseline not in self.presets:
                 raise ConfigError(
                     f"baseline: {self.baseline!r} is not among presets {self.presets}; the paired "
@@ -148,20 +158,22 @@ class CompareConfig:
                 )
 
 
+def compare_config_path(name: str | Path | None) -> Path | None:
+    """A comparison YAML: a file, or a name of ``configs/compare`` (``arithmetic``)."""
+    if name is None or Path(name).is_file():
+        return None if name is None else Path(name)
+    for candidate in (COMPARE_DIR / str(name), COMPARE_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(sorted(p.stem for p in COMPARE_DIR.glob("*.yaml")))
+    raise ConfigError(
+        f"config: {str(name)!r} is neither a file nor a comparison in configs/compare ({names})"
+    )
+
+
 def load_compare_config(path: str | Path | None = None, overrides: Any = ()) -> CompareConfig:
     """YAML file (a path, or a name of ``configs/compare``) + ``KEY=VALUE`` overrides."""
-    if path is not None and not Path(path).is_file():
-        for candidate in (COMPARE_DIR / str(path), COMPARE_DIR / f"{path}.yaml"):
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            names = ", ".join(sorted(p.stem for p in COMPARE_DIR.glob("*.yaml")))
-            raise ConfigError(
-                f"config: {str(path)!r} is neither a file nor a comparison in configs/compare "
-                f"({names})"
-            )
-    c = load(CompareConfig, path, list(overrides))
+    c = load(CompareConfig, compare_config_path(path), list(overrides))
     validate(c)
     return c
 
@@ -227,6 +239,12 @@ def _diff(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix.rstrip(".")
 
 
+def _is_main() -> bool:
+    """False on the non-zero ranks of a multi-process launch (``accelerate launch``): every
+    rank trains, only rank 0 writes the compact results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _check_results_dir(c: CompareConfig) -> dict[str, Any]:
     """Write (or check against) ``results/compare.json``; refuse to mix different setups."""
     from gcpo.io import atomic_write_text
@@ -246,23 +264,18 @@ def _check_results_dir(c: CompareConfig) -> dict[str, Any]:
                 f"{key}={new!r}; use another results directory (and runs directory)"
             )
     record = {"fingerprint": fp, "fingerprint_id": _fingerprint_id(fp), "config": to_dict(c)}
-    atomic_write_text(meta, json.dumps(record, indent=2) + "\n")
+    if _is_main():
+        atomic_write_text(meta, json.dumps(record, indent=2) + "\n")
     return fp
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file written by append_jsonl; a line cut by a kill is dropped."""
+    """Rows of a results JSONL file (read only; a line cut by a kill is skipped)."""
+    from gcpo.io import read_jsonl
+
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_jsonl(path, skip_bad_rows=True, allow_empty=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -446,10 +459,12 @@ def _run_one(
         log(f"[{status.name}] resuming from {status.checkpoint}")
         resume_training(status.run_dir, callbacks=[callback])
     else:
-        if status.run_dir.exists():  # a run killed before its first checkpoint: start again
+        if status.run_dir.exists() and _is_main():  # killed before its first checkpoint
             shutil.rmtree(status.run_dir)
         log(f"[{status.name}] training from scratch in {status.run_dir}")
         run_training(config, run_dir=status.run_dir, callbacks=[callback])
+    if not _is_main():
+        return {}
     summary = _finish_run(status, c, base.max_steps, fp_id, time.perf_counter() - started)
     if not c.keep_checkpoints:
         for ckpt in status.run_dir.glob("checkpoint-*"):
@@ -469,7 +484,7 @@ def run_comparison(c: CompareConfig, *, log: Any = print, train: bool = True) ->
     base = train_config_for(c, c.presets[0], c.heldout_seed, "-")
     fp_id = _fingerprint_id(_check_results_dir(c) if train else _fingerprint(c))
     plan = plan_runs(c)
-    todo = [s for s in plan if s.state != "done"]
+    todo = [s for s in plan if s.state != "done" and (not c.only or s.preset in c.only)]
     if train and todo:
         # the fixed held-out set: the task's held-out split drawn with heldout_seed (or the
         # dataset's held-out rows), identical for every run
@@ -485,6 +500,8 @@ def run_comparison(c: CompareConfig, *, log: Any = print, train: bool = True) ->
             log(f"run {i + 1}/{len(todo)}: {status.name} ({status.state})")
             _run_one(status, c, heldout, reward_fn, base, fp_id, log)
             gc.collect()
+    if not _is_main():
+        return {"table": [], "markdown": "", "runs": plan, "paths": {}}
     return summarise_comparison(c, title=_title(c, base))
 
 

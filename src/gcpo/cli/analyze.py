@@ -37,5 +37,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = binding().load(args)
     result = run_analysis(cfg, progress=cfg.progress)
     print((result.output / "correlations.md").read_text(encoding="utf-8"))
-    print(f"wrote {result.output}/groups.csv, correlations.md/.csv, scatter_V.png, scatter_NSR.png")
+    print(
+        f"wrote {result.output}/groups.csv, correlations.md/.csv, comparison.md/.csv, "
+        "scatter_V.png, scatter_NSR.png"
+    )
     return 0

@@ -2,10 +2,11 @@
 
 Examples::
 
-    gcpo compare arithmetic                      # configs/compare/arithmetic.yaml (~90 min, 2 CPUs)
+    gcpo compare arithmetic                      # configs/compare/arithmetic.yaml (2 CPUs)
     gcpo compare arithmetic --status             # what is done, what a rerun resumes
-    gcpo compare my.yaml presets=[grpo,gcpo] seeds=[0,1] train.max_steps=20
+    gcpo compare my.yaml --presets grpo,gcpo --seeds 0,1 train.max_steps=20
     gcpo compare arithmetic --table-only         # rebuild table.md / curves.png from results
+    gcpo compare arithmetic --only gcpo          # one arm now (e.g. one arm per machine)
 
 Rerunning the same command resumes a killed comparison (see docs/compare.md).
 """
@@ -14,30 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 HELP = "train weighting presets x seeds on the same data and compare held-out learning curves"
 
-_EPILOG_HEAD = """Config fields (in the YAML file or as KEY=VALUE, e.g. presets=[grpo,gcpo] seeds=[0,1]
-train.max_steps=20):
-"""
+
+def binding() -> Any:
+    from gcpo.cli.binding import Binding
+    from gcpo.compare import CompareConfig
+
+    return Binding(CompareConfig, positional_config=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gcpo.compare import CompareConfig
-    from gcpo.fields import help_lines
-
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = _EPILOG_HEAD + "\n".join("  " + ln for ln in help_lines(CompareConfig))
-    parser.add_argument(
-        "config",
-        nargs="?",
-        default=None,
-        help="comparison YAML (a file, or a name in configs/compare such as 'arithmetic'); "
-        "default: CompareConfig defaults",
-    )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config field overrides")
-    parser.add_argument("--results", help="compact results directory (overrides 'results')")
-    parser.add_argument("--runs", help="heavy run directories (overrides 'runs')")
+    binding().add_arguments(parser)
+    for action in parser._actions:  # the config positional: say where it is looked up
+        if action.dest == "config":
+            action.help = (
+                "comparison YAML: a file, or a name in configs/compare such as 'arithmetic' "
+                "(train fields go under 'train:', or as train.KEY=VALUE)"
+            )
     parser.add_argument(
         "--status", action="store_true", help="print each run's state (done/resume/fresh) and exit"
     )
@@ -50,18 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.compare import load_compare_config, plan_runs, run_comparison
+    from gcpo.compare import compare_config_path, plan_runs, run_comparison
 
-    overrides = list(args.overrides)
-    config = args.config
-    if config is not None and "=" in config:
-        overrides.insert(0, config)
-        config = None
-    if args.results:
-        overrides.append(f"results={json.dumps(args.results)}")
-    if args.runs:
-        overrides.append(f"runs={json.dumps(args.runs)}")
-    c = load_compare_config(config, overrides)
+    b = binding()
+    c = b.load(args, path=compare_config_path(b.config_path(args)))
     if args.status:
         for s in plan_runs(c):
             where = f" from {s.checkpoint}" if s.checkpoint else ""

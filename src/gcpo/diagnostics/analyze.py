@@ -11,7 +11,11 @@ are (re)written:
 - ``groups.csv``: one line per group (prompt id, every signal, every preset's calibrated
   uncertainty and weight, RD, V, ||g_bar||^2, NSR, accuracy, mean completion length);
 - ``correlations.md`` / ``correlations.csv``: Spearman rho with bootstrap 95 % CIs of every signal
-  against V and NSR over groups with RD > 0, and the partial Spearman given RD;
+  against V and NSR over groups with RD > 0, the partial Spearman given RD, and given RD and
+  mean completion length jointly;
+- ``comparison.md`` / ``comparison.csv``: the paper's comparison, rho(CD, T) - rho(SE, T) and
+  rho(BoT, T) - rho(SE, T) for T = V, NSR, with paired bootstrap CIs over groups (also appended
+  to ``correlations.md``);
 - ``scatter_V.png`` / ``scatter_NSR.png``.
 """
 
@@ -50,6 +54,16 @@ class AnalyzeConfig:
         help="policy: 'smollm2-135m-instruct' (embedded default), 'tiny-random', a local HF "
         "directory or a hub id available offline",
     )
+    task_split: str = field(
+        "test",
+        help="split of a synthetic task the prompts come from (test = held out from training; "
+        "train gives more distinct prompts, e.g. graded-arithmetic's 1-digit levels)",
+        choices=("test", "train"),
+    )
+    task_options: dict[str, Any] = field(
+        default_factory=dict,
+        help="difficulty knobs of a synthetic task, as in gcpo train (e.g. {levels: [1d+, 2d+]})",
+    )
     task: str | None = field(None, help="synthetic task: arithmetic or passage-qa")
     benchmark: str | None = field(
         None,
@@ -71,6 +85,13 @@ class AnalyzeConfig:
     params: str = field(
         "last-block",
         help="parameter subset for the gradients: last-block, lm_head, all, or a name regex",
+    )
+    objective: str = field(
+        "mean",
+        help="log-likelihood whose gradient gives V and NSR: mean (per-token mean log-prob l_i, "
+        "as GRPO's length-normalised objective) or sum (sequence log-probability); the other "
+        "one's V and NSR are reported beside them (same gradients rescaled by the lengths)",
+        choices=("mean", "sum"),
     )
     project_dim: int = field(
         0,
@@ -95,6 +116,7 @@ class AnalyzeConfig:
         help="weighting presets whose calibrated uncertainty and weight are reported",
     )
     bootstrap: int = field(1000, help="bootstrap resamples for the 95 % CIs", min=10)
+    torch_threads: int = field(0, help="torch intra-op CPU threads (0 = torch's default)", min=0)
     output: str = field("runs/analyze", help="output directory (resumable)")
     progress: bool = field(True, help="show a progress bar")
 
@@ -114,8 +136,11 @@ _FINGERPRINT = (
     "task",
     "benchmark",
     "max_level",
+    "task_split",
+    "task_options",
     "group_size",
     "params",
+    "objective",
     "project_dim",
     "max_new_tokens",
     "temperature",
@@ -229,8 +254,17 @@ def _analyse_group(
         sketch=sketch,
         temperature=cfg.temperature,
         skip_zero=True,
+        objective=cfg.objective,
     )
     noise = gradient_noise(grads.grads)
+    # The other objective's V and NSR come free: per completion, grad of the summed log-prob is
+    # n_i times grad of the mean (n_i = completion length), and the sketch is linear.
+    n = grads.num_tokens.to(torch.float32)
+    scale = {
+        "mean": torch.ones_like(n) if cfg.objective == "mean" else 1.0 / n.clamp_min(1.0),
+        "sum": n if cfg.objective == "mean" else torch.ones_like(n),
+    }
+    by_objective = {k: gradient_noise(grads.grads * v[:, None]) for k, v in scale.items()}
     # no precomputed answers: each scorer applies the task kind's answer key, as in training
     groups = Groups.from_lists(
         [tokenizer.decode(prompt)],
@@ -240,12 +274,16 @@ def _analyse_group(
         token_entropy=[entropies],
     )
     row: dict[str, Any] = {"prompt_id": item.prompt_id}
+    if "level" in item.meta:  # graded-arithmetic's difficulty level, MATH's level
+        row["level"] = str(item.meta["level"])
     row.update(group_signals(groups, scorers))
     row.update(
         {
             "grad_variance": float(noise.variance),
             "grad_mean_sq_norm": float(noise.mean_sq_norm),
             "grad_nsr": float(noise.nsr),
+            **{f"grad_variance_{k}": float(v.variance) for k, v in by_objective.items()},
+            **{f"grad_nsr_{k}": float(v.nsr) for k, v in by_objective.items()},
             "accuracy": sum(rewards) / len(rewards),
             "mean_tokens": float(grads.num_tokens.float().mean()),
             "seconds": round(time.perf_counter() - started, 3),
@@ -300,6 +338,8 @@ def write_report(
 ) -> list[dict[str, Any]]:
     """Write groups.csv, correlations.{md,csv} and scatter plots from the per-group rows."""
     from gcpo.diagnostics.report import (
+        comparison_markdown,
+        comparison_rows,
         correlation_rows,
         correlations_markdown,
         rows_to_csv,
@@ -316,23 +356,54 @@ def write_report(
         ["prompt_id"]
         + signals
         + [f"weight_{p}" for p in cfg.presets]
-        + ["grad_variance", "grad_mean_sq_norm", "grad_nsr", "accuracy", "mean_tokens", "seconds"]
+        + ["grad_variance", "grad_mean_sq_norm", "grad_nsr"]
+        + [f"grad_{t}_{o}" for o in ("mean", "sum") for t in ("variance", "nsr")]
+        + ["accuracy", "mean_tokens", "level", "seconds"]
     )
     atomic_write_text(out / "groups.csv", rows_to_csv(table, columns))
     corr = correlation_rows(table, signals, n_resamples=cfg.bootstrap, seed=cfg.seed)
-    atomic_write_text(out / "correlations.csv", rows_to_csv(corr))
     n_inf = sum(1 for r in table if r["reward_dispersion"] > 0)
     source = cfg.task or cfg.benchmark
     title = (
         f"{cfg.model} on {source}: {len(table)} prompts x G={cfg.group_size}, params={cfg.params}"
+        + f", objective={cfg.objective}"
         + (f", CountSketch k={cfg.project_dim}" if cfg.project_dim else "")
     )
     md = correlations_markdown(corr, n_groups=n_inf, n_total=len(table), title=title)
+    comp = comparison_rows(table, n_resamples=cfg.bootstrap, seed=cfg.seed)
+    comp_md = comparison_markdown(comp, n_groups=n_inf)
+    md += "\n" + comp_md
+    # the other objective, from the same gradients rescaled by the completion lengths (rows
+    # written before these columns existed have none: then this part is left out)
+    other = "sum" if cfg.objective == "mean" else "mean"
+    if table and all(f"grad_variance_{other}" in r for r in table):
+        targets = {f"grad_variance_{other}": f"V[{other}]", f"grad_nsr_{other}": f"NSR[{other}]"}
+        corr_o = correlation_rows(
+            table, signals, n_resamples=cfg.bootstrap, seed=cfg.seed, targets=targets
+        )
+        comp_o = comparison_rows(table, n_resamples=cfg.bootstrap, seed=cfg.seed, targets=targets)
+        corr, comp = corr + corr_o, comp + comp_o
+        md += (
+            f"\n#### The same groups, objective={other}: gradients of the "
+            + ("summed (sequence)" if other == "sum" else "mean (per-token)")
+            + " log-probability\n\n"
+            + correlations_markdown(corr_o, n_groups=n_inf, n_total=len(table), targets=targets)
+            + "\n"
+            + comparison_markdown(comp_o, n_groups=n_inf)
+        )
+        comp_md += "\n" + comparison_markdown(comp_o, n_groups=n_inf)
+    atomic_write_text(out / "correlations.csv", rows_to_csv(corr))
+    atomic_write_text(out / "comparison.csv", rows_to_csv(comp))
+    atomic_write_text(out / "comparison.md", comp_md)
     atomic_write_text(out / "correlations.md", md)
     if plots:
         shown = ["se_answer", "cosine_dispersion", "barycentric_transport"]
         shown += [c for c in ("cal_gcpo", "cal_seed-grpo") if c in signals] + ["reward_dispersion"]
-        for target, label in (("grad_variance", "V"), ("grad_nsr", "NSR")):
+        shown += ["mean_tokens"]  # the length confound, in the same picture
+        plots_of = [("grad_variance", "V"), ("grad_nsr", "NSR")]
+        if table and all(f"grad_variance_{other}" in r for r in table):
+            plots_of += [(f"grad_variance_{other}", f"V_{other}"), (f"grad_nsr_{other}", f"NSR_{other}")]
+        for target, label in plots_of:
             scatter_plot(
                 table, shown, target, out / f"scatter_{label}.png", title=f"{label}: {title}"
             )
@@ -364,6 +435,8 @@ def run_analysis(
         seed=cfg.seed,
         data_dir=cfg.data_dir,
         max_level=cfg.max_level,
+        split=cfg.task_split,
+        options=cfg.task_options,
     )
     _check_resume(out, cfg)
     groups_path = out / "groups.jsonl"
@@ -374,7 +447,8 @@ def run_analysis(
         log(f"resuming: {len(done_ids)} groups already in {groups_path}, {len(todo)} to go")
     new_rows: list[dict[str, Any]] = []
     if todo:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         model, tokenizer = load_policy(cfg.model)
         named = select_parameters(model, cfg.params)
         params = [p for _, p in named]

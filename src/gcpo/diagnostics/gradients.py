@@ -1,8 +1,11 @@
 """Per-completion policy gradients on a parameter subset (docs/design.md section 8).
 
 For completion i of a group, ``g_i = A_i * grad_theta l_i`` where ``l_i`` is the length-normalised
-sequence log-likelihood (mean log-prob of the completion tokens given the prompt) and ``theta`` is
-a chosen parameter subset. Each completion gets its own forward and backward pass (batch of one):
+sequence log-likelihood (mean log-prob of the completion tokens given the prompt; objective
+``mean``, the default) or the sequence log-probability itself (their sum; objective ``sum``), and
+``theta`` is a chosen parameter subset. With ``mean``, a long completion's gradient is an average
+over more tokens, so V depends on completion length by construction; ``sum`` weights every token
+alike (the REINFORCE gradient of the sequence), which separates that length effect. Each completion gets its own forward and backward pass (batch of one):
 for small G on CPU this is cheaper than a batched forward with G backward passes, whose cost is
 quadratic in G, and it needs no padding, so l_i is exactly the single-sequence value. Everything
 outside the subset is frozen for the duration, so autograd records (and back-propagates through)
@@ -23,6 +26,7 @@ from gcpo.diagnostics.projection import CountSketch
 
 __all__ = [
     "PARAM_SUBSETS",
+    "OBJECTIVES",
     "select_parameters",
     "frozen_except",
     "CompletionGradients",
@@ -30,6 +34,7 @@ __all__ = [
 ]
 
 PARAM_SUBSETS = ("last-block", "lm_head", "all")
+OBJECTIVES = ("mean", "sum")
 
 
 def _transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -117,7 +122,8 @@ class CompletionGradients:
     """Per-completion results for one group (G completions).
 
     grads: ``[G, P]`` (exact, P = subset size) or ``[G, k]`` (projected) float32, g_i = A_i grad l_i.
-    mean_logprob: ``[G]`` l_i, mean completion-token log-prob (0 for an empty completion).
+    mean_logprob: ``[G]`` mean completion-token log-prob (0 for an empty completion), whatever
+      the objective.
     mean_entropy: ``[G]`` mean next-token entropy over the completion tokens, in nats.
     num_tokens: ``[G]`` completion lengths.
     """
@@ -138,6 +144,7 @@ def completion_gradients(
     sketch: CountSketch | None = None,
     temperature: float = 1.0,
     skip_zero: bool = False,
+    objective: str = "mean",
 ) -> CompletionGradients:
     """Gradients ``g_i = c_i * grad_params l_i`` for each sequence, one forward/backward each.
 
@@ -149,6 +156,7 @@ def completion_gradients(
     skip_zero: also skip the forward pass of zero-coefficient sequences (their gradient is 0;
       their mean_logprob / mean_entropy are then reported as 0). Saves the whole cost of a
       group whose rewards are all equal.
+    objective: ``mean`` (l_i = mean token log-prob) or ``sum`` (l_i = sequence log-prob).
     """
     coeffs = torch.as_tensor(coefficients, dtype=torch.float32).reshape(-1)
     g = len(sequences)
@@ -161,6 +169,8 @@ def completion_gradients(
         raise ValueError(f"coefficients must be finite, got {coeffs.tolist()}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: got {objective!r}, allowed: {', '.join(OBJECTIVES)}")
     params = list(params)
     sizes = [p.numel() for p in params]
     if sketch is not None and sketch.sizes != sizes:
@@ -194,8 +204,9 @@ def completion_gradients(
                     logits = model(input_ids=seq[None].to(device)).logits[0, plen - 1 : -1]
                     logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
                     targets = seq[plen:].to(device)
-                    l_i = logp_all.gather(-1, targets[:, None]).mean()
-                logprob[i] = l_i.detach().cpu()
+                    token_logp = logp_all.gather(-1, targets[:, None])
+                    l_i = token_logp.sum() if objective == "sum" else token_logp.mean()
+                logprob[i] = token_logp.detach().mean().cpu()
                 with torch.no_grad():
                     entropy[i] = -(logp_all.exp() * logp_all).sum(-1).mean().cpu()
                 if not need_grad:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ _SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 @dataclass
 class Item:
-    """One prompt of the analysis: its chat messages, reference answers and task kind."""
+    """One prompt of the analysis: its chat messages, reference answers and task kind, and
+    what the source says about it (``meta``: a benchmark's level, graded-arithmetic's level)."""
 
     prompt_id: str
     messages: list[dict[str, str]]
     answers: list[str]
     task: TaskKind
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def answer(self) -> str:
@@ -59,10 +61,13 @@ def load_items(
     seed: int = 0,
     data_dir: str | None = None,
     max_level: int = 0,
+    split: str = "test",
+    options: dict[str, Any] | None = None,
 ) -> list[Item]:
     """The first ``prompts`` prompts of a synthetic task or a benchmark.
 
-    Synthetic tasks use their held-out ("test") split. Benchmarks are read from ``data_dir``, else
+    Synthetic tasks use their held-out ("test") split unless ``split`` says otherwise, with the
+    difficulty knobs ``options`` (as ``task_options`` in training). Benchmarks are read from ``data_dir``, else
     ``$GCPO_DATA_DIR``, else ``../shared/data`` next to the repository, else the hub; ``max_level`` keeps MATH items of
     that difficulty or lower (then the prompts are a seeded shuffle's prefix, so a smaller
     ``prompts`` picks a subset of a larger one). Prompt ids are stable across runs.
@@ -76,9 +81,13 @@ def load_items(
         if task not in synthetic_task_names():
             raise ConfigError(f"task: got {task!r}, allowed: {', '.join(synthetic_task_names())}")
         # a synthetic task is a generated benchmark; its item id is a hash of the prompt text
-        examples = load_benchmark(task, limit=prompts, seed=seed)
+        knobs = {**(options or {}), **({"split": split} if split != "test" else {})}
+        try:
+            examples = load_benchmark(task, limit=prompts, seed=seed, options=knobs)
+        except ValueError as exc:  # unknown knob, or fewer distinct problems than asked
+            raise ConfigError(f"task_options: {exc}") from None
         return [
-            Item(f"{task}-{ex.id}", ex.messages, list(ex.answers), get_task(ex.kind))
+            Item(f"{task}-{ex.id}", ex.messages, list(ex.answers), get_task(ex.kind), ex.meta)
             for ex in examples
         ]
     assert benchmark is not None
@@ -99,6 +108,6 @@ def load_items(
     else:
         examples = load_benchmark(benchmark, data_dir=data_dir, limit=prompts, seed=seed)
     return [
-        Item(f"{benchmark}-{ex.id}", ex.messages, list(ex.answers), get_task(ex.kind))
+        Item(f"{benchmark}-{ex.id}", ex.messages, list(ex.answers), get_task(ex.kind), ex.meta)
         for ex in examples
     ]

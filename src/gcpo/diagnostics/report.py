@@ -1,7 +1,8 @@
 """Correlation tables and scatter plots from per-group diagnostic rows.
 
 Input: one dict per prompt group holding the signal columns and the targets ``grad_variance``
-(V) and ``grad_nsr`` (NSR) plus ``reward_dispersion`` (RD). Only groups with RD > 0 enter the
+(V) and ``grad_nsr`` (NSR) plus ``reward_dispersion`` (RD) and ``mean_tokens`` (mean completion
+length, the second covariate of the partial correlations). Only groups with RD > 0 enter the
 correlations: with RD = 0 every GRPO advantage is zero, so V = 0 by construction and the group
 says nothing about which signal tracks noise.
 """
@@ -11,15 +12,33 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gcpo.diagnostics.stats import Correlation, correlate
+from gcpo.diagnostics.stats import (
+    Correlation,
+    bootstrap_ci,
+    correlate,
+    partial_spearman,
+    spearman_difference,
+)
 
-__all__ = ["TARGETS", "correlation_rows", "correlations_markdown", "rows_to_csv", "scatter_plot"]
+__all__ = [
+    "TARGETS",
+    "PAPER_PAIRS",
+    "correlation_rows",
+    "correlations_markdown",
+    "comparison_rows",
+    "comparison_markdown",
+    "rows_to_csv",
+    "scatter_plot",
+]
 
 TARGETS = {"grad_variance": "V", "grad_nsr": "NSR"}
+LENGTH = "mean_tokens"
+# the paper's claim: the geometric signals track gradient noise better than semantic entropy
+PAPER_PAIRS = (("cosine_dispersion", "se_answer"), ("barycentric_transport", "se_answer"))
 # the partial correlation needs at least 4 points (3 for plain Spearman); below that the table
 # says n/a instead of printing the 0.0 that the statistics return for degenerate input
 MIN_GROUPS = 4
@@ -35,16 +54,21 @@ def correlation_rows(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    targets: Mapping[str, str] = TARGETS,
 ) -> list[dict[str, Any]]:
-    """One row per (signal, target): Spearman rho, 95 % CI, partial rho given RD, its CI."""
+    """One row per (signal, target): Spearman rho, 95 % CI, partial rho given RD and partial rho
+    given RD and mean completion length jointly (when the rows have ``mean_tokens``), with CIs."""
     used = _informative(rows)
     out: list[dict[str, Any]] = []
     rd = [float(r["reward_dispersion"]) for r in used]
+    length = [float(r[LENGTH]) for r in used] if all(LENGTH in r for r in used) else None
     for name in signals:
         x = [float(r[name]) for r in used]
-        for target, label in TARGETS.items():
+        for target, label in targets.items():
             y = [float(r[target]) for r in used]
-            c: Correlation = correlate(x, y, rd, n_resamples=n_resamples, seed=seed)
+            c: Correlation = correlate(
+                x, y, rd, second_covariate=length, n_resamples=n_resamples, seed=seed
+            )
             out.append(
                 {
                     "signal": name,
@@ -56,9 +80,87 @@ def correlation_rows(
                     "partial_given_rd": c.partial,
                     "partial_ci_low": c.partial_ci_low,
                     "partial_ci_high": c.partial_ci_high,
+                    "partial_given_rd_len": c.partial2,
+                    "partial_rd_len_ci_low": c.partial2_ci_low,
+                    "partial_rd_len_ci_high": c.partial2_ci_high,
                 }
             )
     return out
+
+
+def _partial_rd_len_difference(
+    a: object, b: object, y: object, rd: object, length: object
+) -> float:
+    return partial_spearman(a, y, rd, length) - partial_spearman(b, y, rd, length)
+
+
+def comparison_rows(
+    rows: Sequence[dict[str, Any]],
+    pairs: Sequence[tuple[str, str]] = PAPER_PAIRS,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    targets: Mapping[str, str] = TARGETS,
+) -> list[dict[str, Any]]:
+    """The paper's comparison: ``rho(a, T) - rho(b, T)`` for each pair (a, b) and target T, over
+    the groups with RD > 0, with a paired percentile-bootstrap 95 % CI (each resample of groups
+    gives both rhos); the same for the partial rhos given RD and mean completion length."""
+    used = _informative(rows)
+    out: list[dict[str, Any]] = []
+    rd = [float(r["reward_dispersion"]) for r in used]
+    length = [float(r[LENGTH]) for r in used] if all(LENGTH in r for r in used) else None
+    for a_name, b_name in pairs:
+        if not rows or a_name not in rows[0] or b_name not in rows[0]:
+            continue
+        a = [float(r[a_name]) for r in used]
+        b = [float(r[b_name]) for r in used]
+        for target, label in targets.items():
+            y = [float(r[target]) for r in used]
+            row: dict[str, Any] = {
+                "signal": a_name,
+                "versus": b_name,
+                "target": label,
+                "n_groups": len(used),
+                "difference": spearman_difference(a, b, y),
+            }
+            row["ci_low"], row["ci_high"] = bootstrap_ci(
+                spearman_difference, a, b, y, n_resamples=n_resamples, seed=seed
+            )
+            if length is not None:
+                row["partial_difference"] = _partial_rd_len_difference(a, b, y, rd, length)
+                row["partial_ci_low"], row["partial_ci_high"] = bootstrap_ci(
+                    _partial_rd_len_difference, a, b, y, rd, length,
+                    n_resamples=n_resamples, seed=seed,
+                )  # fmt: skip
+            out.append(row)
+    return out
+
+
+def comparison_markdown(comp: Sequence[dict[str, Any]], *, n_groups: int) -> str:
+    """A Markdown table of :func:`comparison_rows`."""
+    lines = [
+        f"Difference of Spearman rho against the target, signal minus the signal it is compared "
+        f"with, over the {n_groups} groups with RD > 0, [paired bootstrap 95 % CI: both rhos on "
+        "the same resample of groups]; > 0 means the first signal tracks the target better. "
+        "Partial = the same for the partial rhos given RD and mean completion length.",
+        "",
+        "| signal − versus | target | rho difference | partial difference (RD, length) |",
+        "|---|---|---|---|",
+    ]
+    for r in comp:
+        partial = (
+            _fmt(r["partial_difference"], r["partial_ci_low"], r["partial_ci_high"])
+            if "partial_difference" in r
+            else "n/a"
+        )
+        if n_groups < MIN_GROUPS:
+            lines.append(f"| {r['signal']} − {r['versus']} | {r['target']} | n/a | n/a |")
+            continue
+        lines.append(
+            f"| {r['signal']} − {r['versus']} | {r['target']} | "
+            f"{_fmt(r['difference'], r['ci_low'], r['ci_high'])} | {partial} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(rho: float, lo: float, hi: float) -> str:
@@ -66,7 +168,12 @@ def _fmt(rho: float, lo: float, hi: float) -> str:
 
 
 def correlations_markdown(
-    corr: Sequence[dict[str, Any]], *, n_groups: int, n_total: int, title: str = ""
+    corr: Sequence[dict[str, Any]],
+    *,
+    n_groups: int,
+    n_total: int,
+    title: str = "",
+    targets: Mapping[str, str] = TARGETS,
 ) -> str:
     """A Markdown table: one line per signal, rho and partial rho against V and NSR."""
     by_signal: dict[str, dict[str, dict[str, Any]]] = {}
@@ -77,25 +184,41 @@ def correlations_markdown(
         lines += [f"### {title}", ""]
     lines += [
         f"Spearman rho over the {n_groups} of {n_total} groups with RD > 0, "
-        "[bootstrap 95 % CI]; partial = partial Spearman given RD."
+        "[bootstrap 95 % CI]; partial = partial Spearman given RD; given RD, len = given RD and "
+        "mean completion length jointly."
         + (
             f" Fewer than {MIN_GROUPS} such groups: no correlation is defined."
             if n_groups < MIN_GROUPS
             else ""
         ),
         "",
-        "| signal | rho vs V | partial vs V given RD | rho vs NSR | partial vs NSR given RD |",
-        "|---|---|---|---|---|",
+        "| signal | "
+        + " | ".join(
+            f"rho vs {label} | partial vs {label} given RD | given RD, len"
+            for label in targets.values()
+        )
+        + " |",
+        "|---|" + "---|---|---|" * len(targets),
     ]
     for name, t in by_signal.items():
         cells = []
-        for label in TARGETS.values():
+        for label in targets.values():
             r = t[label]
             if n_groups < MIN_GROUPS:
-                cells += ["n/a", "n/a"]
+                cells += ["n/a", "n/a", "n/a"]
                 continue
             cells.append(_fmt(r["spearman"], r["ci_low"], r["ci_high"]))
             cells.append(_fmt(r["partial_given_rd"], r["partial_ci_low"], r["partial_ci_high"]))
+            if r.get("partial_given_rd_len") is None:
+                cells.append("n/a")
+            else:
+                cells.append(
+                    _fmt(
+                        r["partial_given_rd_len"],
+                        r["partial_rd_len_ci_low"],
+                        r["partial_rd_len_ci_high"],
+                    )
+                )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -4,9 +4,12 @@ Per group (docs/design.md section 8), from per-completion gradients ``g_1..g_G``
 ``V = (1/G) sum_i ||g_i - g_bar||^2`` (population variance, no Bessel correction),
 ``||g_bar||^2`` and ``NSR = V / (||g_bar||^2 + eps)``.
 
-Over groups: Spearman rho with a seeded percentile-bootstrap 95 % CI, and the partial Spearman
-correlation given a covariate (reward dispersion): the Pearson correlation of the residuals of
-rank(x) and rank(y) after a least-squares fit on rank(z).
+Over groups: Spearman rho with a seeded percentile-bootstrap 95 % CI, the partial Spearman
+correlation given one or more covariates (reward dispersion; reward dispersion and mean
+completion length): the Pearson correlation of the residuals of rank(x) and rank(y) after a
+joint least-squares fit on the ranks of the covariates, and the difference of two signals'
+Spearman rho against the same target with a paired bootstrap CI (both rhos on the same
+resample of groups).
 
 Degenerate input never gives NaN: a correlation with a constant variable (or fewer than 3
 points) is reported as 0.0, i.e. "no measurable monotone association".
@@ -25,6 +28,7 @@ __all__ = [
     "gradient_noise",
     "spearman",
     "partial_spearman",
+    "spearman_difference",
     "bootstrap_ci",
     "Correlation",
     "correlate",
@@ -112,21 +116,36 @@ def spearman(x: object, y: object) -> float:
     return _pearson(rankdata(xa), rankdata(ya))
 
 
-def _residual(target: np.ndarray, covariate: np.ndarray) -> np.ndarray:
-    design = np.stack([np.ones_like(covariate), covariate], axis=1)
+def _residual(target: np.ndarray, covariates: list[np.ndarray]) -> np.ndarray:
+    design = np.stack([np.ones_like(target), *covariates], axis=1)
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
     return target - design @ coef
 
 
-def partial_spearman(x: object, y: object, z: object) -> float:
-    """Spearman correlation of x and y with the (linear, in ranks) effect of z removed."""
-    xa, ya, za = _as_1d("x", x), _as_1d("y", y), _as_1d("z", z)
-    if not xa.shape == ya.shape == za.shape:
-        raise ValueError(f"x, y, z must have the same length, got {xa.size}, {ya.size}, {za.size}")
-    if xa.size < 4:
+def partial_spearman(x: object, y: object, *covariates: object) -> float:
+    """Spearman correlation of x and y with the (linear, in ranks) effect of the covariates
+    removed jointly: ``partial_spearman(x, y, rd)`` or ``partial_spearman(x, y, rd, length)``.
+
+    0.0 when fewer than ``3 + number of covariates`` points, or a residual is constant.
+    """
+    if not covariates:
+        raise ValueError("covariates: give at least one (e.g. the reward dispersion)")
+    xa, ya = _as_1d("x", x), _as_1d("y", y)
+    zs = [_as_1d(f"covariates[{i}]", z) for i, z in enumerate(covariates)]
+    sizes = [xa.size, ya.size, *(z.size for z in zs)]
+    if len(set(sizes)) != 1:
+        raise ValueError(f"x, y and the covariates must have the same length, got {sizes}")
+    if xa.size < 3 + len(zs):
         return 0.0
-    rz = rankdata(za)
+    rz = [rankdata(z) for z in zs]
     return _pearson(_residual(rankdata(xa), rz), _residual(rankdata(ya), rz))
+
+
+def spearman_difference(a: object, b: object, target: object) -> float:
+    """``spearman(a, target) - spearman(b, target)``: how much better signal ``a`` ranks the
+    target than signal ``b`` over the same groups (bootstrap it with :func:`bootstrap_ci` on
+    ``(a, b, target)`` for a paired CI)."""
+    return spearman(a, target) - spearman(b, target)
 
 
 def bootstrap_ci(
@@ -160,7 +179,9 @@ def bootstrap_ci(
 
 @dataclass(frozen=True)
 class Correlation:
-    """Spearman rho of a signal against a target over n groups, its CI and the partial rho."""
+    """Spearman rho of a signal against a target over n groups, its CI, the partial rho given
+    the covariate (RD) and, when a second covariate (mean completion length) is given, the
+    partial rho given both jointly (else None)."""
 
     n: int
     rho: float
@@ -169,15 +190,30 @@ class Correlation:
     partial: float
     partial_ci_low: float
     partial_ci_high: float
+    partial2: float | None = None
+    partial2_ci_low: float | None = None
+    partial2_ci_high: float | None = None
 
 
 def correlate(
-    signal: object, target: object, covariate: object, *, n_resamples: int = 1000, seed: int = 0
+    signal: object,
+    target: object,
+    covariate: object,
+    *,
+    second_covariate: object | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> Correlation:
-    """Spearman(signal, target) and partial Spearman given ``covariate``, each with a 95 % CI."""
+    """Spearman(signal, target), partial Spearman given ``covariate`` and, if given, partial
+    Spearman given ``covariate`` and ``second_covariate`` jointly, each with a 95 % CI."""
     s, t, c = _as_1d("signal", signal), _as_1d("target", target), _as_1d("covariate", covariate)
     rho = spearman(s, t)
     lo, hi = bootstrap_ci(spearman, s, t, n_resamples=n_resamples, seed=seed)
     part = partial_spearman(s, t, c)
     plo, phi = bootstrap_ci(partial_spearman, s, t, c, n_resamples=n_resamples, seed=seed)
-    return Correlation(s.size, rho, lo, hi, part, plo, phi)
+    if second_covariate is None:
+        return Correlation(s.size, rho, lo, hi, part, plo, phi)
+    c2 = _as_1d("second_covariate", second_covariate)
+    part2 = partial_spearman(s, t, c, c2)
+    p2lo, p2hi = bootstrap_ci(partial_spearman, s, t, c, c2, n_resamples=n_resamples, seed=seed)
+    return Correlation(s.size, rho, lo, hi, part, plo, phi, part2, p2lo, p2hi)

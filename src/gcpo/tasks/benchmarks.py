@@ -290,9 +290,10 @@ def _convert_narrativeqa(row: Mapping[str, Any], index: int) -> list[BenchmarkIt
 
 
 def _synthetic(task: str) -> Callable[..., list[BenchmarkItem]]:
-    """Held-out items of a synthetic task: its "test" split, which training never draws from."""
+    """Held-out items of a synthetic task: its "test" split, which training never draws from
+    (``split="train"`` for the training split instead, e.g. for ``gcpo analyze``)."""
 
-    def generate(n: int, seed: int = 0, **options: Any) -> list[BenchmarkItem]:
+    def generate(n: int, seed: int = 0, split: str = "test", **options: Any) -> list[BenchmarkItem]:
         import hashlib
 
         from gcpo.tasks.registry import get_task
@@ -300,7 +301,7 @@ def _synthetic(task: str) -> Callable[..., list[BenchmarkItem]]:
         make_rows = get_task(task).make_rows
         assert make_rows is not None
         try:
-            rows = make_rows(n, split="test", seed=seed, **options)
+            rows = make_rows(n, split=split, seed=seed, **options)
         except (TypeError, ValueError) as exc:  # unknown knob, or fewer problems than asked
             raise ValueError(f"benchmark {task!r}: {exc}") from None
         items = []
