@@ -125,7 +125,7 @@ class CompareConfig:
     )
 
     def __post_init__(self) -> None:
-        from gcpo.weighting import available_presets
+        from gcpo.presets import available_presets
 
         allowed = available_presets()
         if isinstance(self.presets, list):
