@@ -29,8 +29,10 @@ def test_quickstart_is_the_default_and_valid() -> None:
     c = load_train_config(QUICKSTART)
     assert c.model == "smollm2-135m-instruct"
     assert c.preset == "gcpo" and c.weighting.signal == "cosine_dispersion"
-    assert c.task == "arithmetic"
+    assert c.task == "graded-arithmetic"
     assert c.embedder.name == "all-MiniLM-L6-v2"
+    # several prompt groups per step, so the weights can differ from GRPO's (issue 9)
+    assert c.per_device_train_batch_size // c.num_generations >= 4
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.name)
