@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -181,6 +182,11 @@ def _train(
     from gcpo.trl.checkpoint import replace_dir
 
     t_start = time.perf_counter()
+    # transformers 5 deprecates the gradient_checkpointing names that TRL 1.16 still calls around
+    # every generation: one FutureWarning per step otherwise floods the console
+    warnings.filterwarnings(
+        "ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning
+    )
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     set_seed(config.seed)
