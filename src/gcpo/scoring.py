@@ -384,9 +384,10 @@ class ScoreResult:
 
 
 def _default_answer_fn() -> Callable[[str], str | None]:
-    from gcpo.tasks import extract_answer
+    """The ``math`` task kind's answer key (the default when no task says otherwise)."""
+    from gcpo.tasks.registry import get_task
 
-    return extract_answer
+    return get_task("math").answer_key
 
 
 def _canonical(key: str | None) -> str | None:
