@@ -58,8 +58,8 @@ def _se_both_ways(config: TrainConfig, item_task: TaskKind, completions: list[st
     trained = GroupScorer(preset("seed-grpo"), "hashing", answer_fn_for(config))
     se_train = float(trained.signals(groups, ["se"])["semantic_entropy"][0])
     columns, _ = signal_plan(["seed-grpo"])
-    scorers = make_scorers({"se_answer": columns["se_answer"]}, "hashing", item_task.answer_key)
-    se_analyze = group_signals(groups, scorers)["se_answer"]
+    scorers = make_scorers({"se_lik": columns["se_lik"]}, "hashing", item_task.answer_key)
+    se_analyze = group_signals(groups, scorers)["se_lik"]
     return se_train, se_analyze
 
 
