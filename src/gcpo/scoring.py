@@ -356,7 +356,7 @@ class ScoreResult:
     timings: dict[str, float]
     active: torch.Tensor
     fallback: bool = False
-    state: RankNormalizerState | None = None
+    state: Any = None
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
