@@ -172,13 +172,9 @@ class GCPOTrainer(PPOTrainerSync):
         )
         values = advantages.values() * torch.repeat_interleave(w_rows, lengths)
         weighted = torch.nested.nested_tensor_from_jagged(values, offsets)
-        # GRPO sets returns = advantages; only a critic reads them (verl disables the critic
-        # for GRPO unless critic.enable=true), so rewrite them only then.
-        written = {"advantages": weighted}
-        if getattr(self, "use_critic", False):
-            written["returns"] = weighted
+        # verl's GRPO sets returns = advantages (its metrics log both); keep that true
         t = time.perf_counter()
-        out = TensorDict(written, batch_size=len(keys))
+        out = TensorDict({"advantages": weighted, "returns": weighted}, batch_size=len(keys))
         batch = tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=out)
         metrics.update(result.metrics)
         metrics["gcpo/tq_get_s"] = tq_get_s
