@@ -190,11 +190,12 @@ def copy_batch(tq: Any, meta: Any) -> Any:
 
 
 def advantages(tq: Any, meta: Any) -> list[torch.Tensor]:
-    return list(
-        tq.kv_batch_get(
-            keys=meta.keys, partition_id=meta.partition_id, select_fields=["advantages"]
-        )["advantages"].unbind()
+    data = tq.kv_batch_get(
+        keys=meta.keys, partition_id=meta.partition_id, select_fields=["advantages", "returns"]
     )
+    adv, ret = list(data["advantages"].unbind()), list(data["returns"].unbind())
+    assert all(torch.equal(a, r) for a, r in zip(adv, ret, strict=True))  # GRPO: returns = adv
+    return adv
 
 
 def expected_weights(trainer: Any, info: dict[str, Any], state: Any) -> dict[str, float]:

@@ -139,7 +139,9 @@ class GCPOTrainer(PPOTrainerSync):
             fields += ["old_log_probs", "response_mask"]
         keys = list(batch.keys)
         tags = list(batch.tags)
+        t = time.perf_counter()
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=fields)
+        tq_get_s = time.perf_counter() - t
         uids = [str(u) for u in list(data["uid"])]
         advantages = data["advantages"]
         offsets = advantages.offsets()
@@ -169,9 +171,13 @@ class GCPOTrainer(PPOTrainerSync):
         )
         values = advantages.values() * torch.repeat_interleave(w_rows, lengths)
         weighted = torch.nested.nested_tensor_from_jagged(values, offsets)
+        # verl's GRPO sets returns = advantages (its metrics log both); keep that true
+        t = time.perf_counter()
         out = TensorDict({"advantages": weighted, "returns": weighted}, batch_size=len(keys))
         batch = tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=out)
         metrics.update(result.metrics)
+        metrics["gcpo/tq_get_s"] = tq_get_s
+        metrics["gcpo/tq_put_s"] = time.perf_counter() - t
         metrics["gcpo/total_s"] = time.perf_counter() - t0
         return batch
 
