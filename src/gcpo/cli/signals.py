@@ -61,7 +61,8 @@ class SignalsConfig:
     output: str = field("", help="write per-group results to this .jsonl or .csv file")
     embedder: EmbedderConfig = field(
         default_factory=EmbedderConfig,
-        help="sentence embedder ('embedder: NAME' sets embedder.name; 'hashing' needs no model)",
+        help="sentence embedder ('embedder: NAME' sets embedder.name): all-MiniLM-L6-v2, "
+        "static-minilm (fast static model distilled from it), 'hashing' (no model)",
     )
     skip_bad_rows: bool = field(
         False, help="skip (and count) malformed groups instead of stopping at the first one"
