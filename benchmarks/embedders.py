@@ -26,6 +26,9 @@ Run (from the repository root)::
    concatenated up to that length), on one thread, against the budget of ``--budget-s`` seconds
    (1% of a 60 s GPU step).
 
+5. ``--variants``: the agreement of other distillation settings (PCA dimensions, SIF weighting)
+   on the same groups, from one MiniLM pass over its vocabulary.
+
 Numbers depend on the machine; the speed-ups and the share of the budget are measured side by
 side in one run.
 """
@@ -60,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=0.6)
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median reported)")
     p.add_argument("--skip-minilm", action="store_true", help="no MiniLM rows (quick check)")
+    p.add_argument(
+        "--variants",
+        action="store_true",
+        help="also compare other distillation settings (one extra MiniLM pass over its vocabulary)",
+    )
     return p.parse_args()
 
 
@@ -184,9 +192,9 @@ def compare(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Any:
 
     from gcpo.embedders import StaticEmbedder, get_embedder
     from gcpo.models import load_tokenizer
+    from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
     from gcpo.signals import cosine_dispersion
-    from gcpo.weighting import preset
 
     tok = load_tokenizer(args.model)
     groups = Groups.from_rows(
@@ -249,8 +257,10 @@ def compare(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Any:
         "cosine_dispersion": cosine_dispersion(emb_ids, None, mask),
         "barycentric_transport": signals["static-minilm@policy (text)"]["barycentric_transport"],
     }
+    context = {"timing": timing, "groups": groups, "sizes": sizes}
     if args.skip_minilm:
-        return timing
+        return context
+    context["reference"] = (signals[ref], vectors[ref])
     active = groups.rewards.std(1) > 0
     base, pair_ref = signals[ref], _pairwise(vectors[ref], sizes)
     print(f"\nagreement with {ref} over {len(rows)} real groups (Spearman rho):\n")
@@ -274,7 +284,43 @@ def compare(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Any:
         "\n(static-minilm@policy (token ids) uses the text path for BoT's segments, as the verl "
         "plugin does, so its BoT column equals the policy (text) row.)"
     )
-    return timing
+    return context
+
+
+def variants(args: argparse.Namespace, context: dict[str, Any]) -> None:
+    """Agreement with MiniLM of other distillation settings (PCA dims, SIF weighting)."""
+    from tokenizers import Tokenizer
+
+    from gcpo.embedders import (
+        StaticEmbedder,
+        default_model_path,
+        encoder_token_vectors,
+        static_vectors,
+    )
+    from gcpo.scoring import GroupScorer
+    from gcpo.weighting import preset
+
+    src = default_model_path()
+    t = time.perf_counter()
+    tokens, raw = encoder_token_vectors(src)
+    print(
+        f"\ndistillation settings (MiniLM pass over its vocabulary: {time.perf_counter() - t:.0f} s)"
+    )
+    tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
+    base, ref_vectors = context["reference"]
+    groups, sizes = context["groups"], context["sizes"]
+    print("\n| PCA dims | SIF | CD rho | BoT rho | pairwise-cosine rho |")
+    print("|---|---|---:|---:|---:|")
+    for pca, sif in [(256, 1e-4), (256, None), (None, 1e-4), (None, None), (128, 1e-4), (64, 1e-4)]:
+        emb = StaticEmbedder(static_vectors(tokens, raw, pca, sif), tokenizer)
+        sig = GroupScorer(preset("gcpo-bot"), embedder=emb).signals(groups, ["cd", "bot"])
+        vec = emb.embed([c for g in groups.completions for c in g])
+        print(
+            f"| {pca or 'none (384)'} | {sif or 'none'} | "
+            f"{_spearman(sig['cosine_dispersion'], base['cosine_dispersion']):.3f} | "
+            f"{_spearman(sig['barycentric_transport'], base['barycentric_transport']):.3f} | "
+            f"{_spearman(_pairwise(vec, sizes), _pairwise(ref_vectors, sizes)):.3f} |"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,8 +400,10 @@ def main() -> None:
     if args.generate_only:
         return
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
-    timing = compare(args, rows)
-    minilm = timing.get("all-MiniLM-L6-v2")
+    context = compare(args, rows)
+    if args.variants and not args.skip_minilm:
+        variants(args, context)
+    minilm = context["timing"].get("all-MiniLM-L6-v2")
     n_tokens = sum(len(i) for r in rows for i in r["completion_ids"])
     scale(args, rows, None if minilm is None else minilm / n_tokens)
 

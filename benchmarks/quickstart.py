@@ -2,9 +2,10 @@
 
 Each preset runs as its own `gcpo train --preset P --output <tmp>/P` subprocess, one after the
 other on the same machine, so their wall times are comparable within this run. Prints, per
-preset: wall time, its ratio to the first preset and to the 15-minute budget of the issue, peak
-RSS of the training process, and the held-out reward before -> after from the run's
-summary.json.
+preset: wall time, its ratio to the first preset and to the 15-minute budget, peak RSS of the
+training process, the held-out reward before -> after, the mean number of active groups per
+step (reward dispersion > 0) and the applied-weight spread (mean per-step std of the weights
+over active groups; 0 for grpo) from the run's summary.json.
 
     python benchmarks/quickstart.py                          # presets grpo,seed-grpo,gcpo
     python benchmarks/quickstart.py --presets gcpo           # just the default job
@@ -23,13 +24,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BUDGET_S = 15 * 60
 
 
-def run_one(preset: str, out: Path, overrides: list[str]) -> dict[str, float]:
+def run_one(preset: str, out: Path, overrides: list[str]) -> dict[str, Any]:
+    from gcpo.train.config import QUICKSTART
+
     gcpo = shutil.which("gcpo") or str(Path(sys.executable).with_name("gcpo"))
-    cmd = [gcpo, "train", "--preset", preset, "--output", str(out), *overrides]
+    # the quickstart file named explicitly: with KEY=VALUE alone `gcpo train` starts from the
+    # TrainConfig defaults, not from the quickstart
+    cmd = [gcpo, "train", str(QUICKSTART), "--preset", preset, "--output", str(out), *overrides]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -48,7 +54,13 @@ def run_one(preset: str, out: Path, overrides: list[str]) -> dict[str, float]:
         "before": summary["heldout_reward_before"],
         "after": summary["heldout_reward_after"],
         "mean_weight": summary["mean_weight"],
+        "weight_spread": summary.get("weight_spread"),
+        "active": summary.get("mean_active_groups"),
     }
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def main() -> None:
@@ -69,14 +81,17 @@ def main() -> None:
         print(f"  {r['wall_s']:.0f} s, held-out {r['before']:.3f} -> {r['after']:.3f}", flush=True)
     first = rows[presets[0]]["wall_s"]
     print(f"load average at the end {os.getloadavg()[0]:.1f}\n")
-    print("| preset | wall | vs first | vs 15-min budget | peak RSS | held-out before -> after | mean weight |")
-    print("|---|---:|---:|---:|---:|---|---:|")
+    print(
+        "| preset | wall | vs first | vs 15-min budget | peak RSS | held-out before -> after "
+        "| active groups/step | applied-weight spread |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for preset, r in rows.items():
         rss = f"{r['peak_rss_gb']:.2f} GB" if r["peak_is_exact"] else f"<= {r['peak_rss_gb']:.2f} GB"
         print(
             f"| {preset} | {r['wall_s'] / 60:.1f} min | {r['wall_s'] / first:.2f} | "
             f"{r['wall_s'] / BUDGET_S:.2f} | {rss} | {r['before']:.3f} -> {r['after']:.3f} | "
-            f"{r['mean_weight']:.3f} |"
+            f"{_fmt(r['active'])} | {_fmt(r['weight_spread'])} |"
         )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

@@ -148,8 +148,9 @@ def main() -> None:
     import torch
 
     from gcpo.embedders import EmbedderConfig, get_embedder
+    from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
-    from gcpo.weighting import initial_state, preset
+    from gcpo.weighting import initial_state
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -154,16 +154,21 @@ def main() -> None:
     inner = ", ".join(
         f"{k.split('/')[1]} {m[k]:.2f}"
         for k in (
+            "gcpo/tq_get_s",
             "gcpo/decode_s",
             "gcpo/embed_ids_s",
             "gcpo/signals_s",
             "gcpo/weights_s",
             "gcpo/step_s",
+            "gcpo/tq_put_s",
+            "gcpo/total_s",
         )
         if k in m
     )
+    print(f"\nthe GCPO addition in parts (last repeat, s): {inner}")
     print(
-        f"\ninside the GCPO step (last repeat, s): {inner}; gcpo total with TransferQueue I/O {m['gcpo/total_s']:.2f}"
+        "(tq_get / tq_put: reading the batch back from and writing the advantages to "
+        "TransferQueue; step: decode + embed + score, the part benchmarks/embedders.py times)"
     )
 
 

@@ -15,12 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gcpo.advantages import (
-    ADVANTAGE_ESTIMATORS,
-    gcpo_advantages,
-    get_advantage_estimator,
-    grpo_advantages,
-)
+from gcpo.advantages import gcpo_advantages, grpo_advantages
 
 
 def _trl_advantage_block() -> str:
@@ -126,13 +121,6 @@ def test_gcpo_advantages_scale_each_group() -> None:
         out = gcpo_advantages(r, w, scale=scale)
         assert torch.allclose(out, w.unsqueeze(1) * grpo_advantages(r, scale=scale))
     assert torch.equal(gcpo_advantages(r, torch.ones(4)), grpo_advantages(r))
-
-
-def test_registry() -> None:
-    assert ADVANTAGE_ESTIMATORS["grpo"] is grpo_advantages
-    assert get_advantage_estimator("gcpo") is gcpo_advantages
-    with pytest.raises(ValueError, match="unknown name 'x'"):
-        get_advantage_estimator("x")
 
 
 def test_bad_input() -> None:

@@ -57,12 +57,12 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
     assert len(rows) == 2
     expected = {
         "prompt_id",
-        "se_answer",
-        "se_embedding",
-        "cosine_dispersion",
-        "barycentric_transport",
-        "eigenscore",
-        "token_entropy",
+        "se_lik",
+        "se_emb_lik",
+        "cd",
+        "bot",
+        "eig",
+        "te",
         "reward_dispersion",
         "grad_variance",
         "grad_mean_sq_norm",
@@ -83,8 +83,8 @@ def test_analyze_runs_end_to_end_and_resumes(tmp_path):
         # V = 0 exactly when all advantages vanish, i.e. when RD = 0
         assert (float(r["reward_dispersion"]) == 0) <= (float(r["grad_variance"]) == 0)
     md = (out / "correlations.md").read_text()
-    assert "rho vs V" in md and "cosine_dispersion" in md and "given RD, len" in md
-    assert "cosine_dispersion − se_answer" in md  # the paper's comparison is appended
+    assert "rho vs V" in md and "| cd " in md and "given RD, len" in md
+    assert "cd − se_lik" in md  # the paper's comparison is appended
     assert "objective=sum" in md and "rho vs V[sum]" in md  # the other objective, same groups
     assert (out / "scatter_V.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from gcpo.cli import EXIT_CODES, SUBCOMMANDS, build_parser, main, parse_args
-from gcpo.config import ConfigError, dump_yaml, load
+from gcpo.config import dump_yaml, load
 from gcpo.embedders import EmbedderConfig
+from gcpo.fields import ConfigError
+from gcpo.presets import preset
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
-from gcpo.weighting import WeightingConfig, preset
+from gcpo.weighting import WeightingConfig
 
 
 def _binding(command: str) -> Any:

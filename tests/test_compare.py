@@ -20,7 +20,7 @@ from gcpo.compare import (
     t_interval,
     table_rows,
 )
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 
 TINY_TRAIN = {
     "model": "tiny-random",

@@ -5,17 +5,8 @@ from typing import Literal
 
 import pytest
 
-from gcpo.config import (
-    ConfigError,
-    apply_overrides,
-    dump_yaml,
-    field,
-    from_dict,
-    help_lines,
-    load,
-    to_dict,
-    validate,
-)
+from gcpo.config import apply_overrides, dump_yaml, load
+from gcpo.fields import ConfigError, field, from_dict, help_lines, to_dict, validate
 
 
 @dataclass

@@ -1,34 +1,42 @@
 import pytest
 import torch
 
-from gcpo.config import ConfigError
 from gcpo.diagnostics.analyze import AnalyzeConfig, _sample
-from gcpo.diagnostics.columns import SIGNAL_COLUMNS, preset_columns, signal_plan
+from gcpo.diagnostics.columns import preset_columns, signal_plan
 from gcpo.diagnostics.items import load_items
+from gcpo.fields import ConfigError
 
 
 def test_signal_plan_maps_presets_onto_baseline_columns():
     columns, preset_column = signal_plan(
         ["grpo", "seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot"]
     )
-    assert list(columns)[: len(SIGNAL_COLUMNS)] == list(SIGNAL_COLUMNS)
+    # columns are the signals' unique labels, as in the trainer's metrics and `gcpo signals`
+    assert list(columns) == [
+        "se_lik", "se_emb_lik", "cd", "bot", "eig", "te", "nll", "reward_dispersion"
+    ]  # fmt: skip
     assert preset_column == {
-        "seed-grpo": "se_answer",
-        "seed-grpo-strong": "se_answer",
-        "gcpo": "cosine_dispersion",
-        "gcpo-bot": "barycentric_transport",
+        "seed-grpo": "se_lik",
+        "seed-grpo-strong": "se_lik",
+        "gcpo": "cd",
+        "gcpo-bot": "bot",
     }
-    assert columns["se_embedding"].se_clusterer == "embedding"
-    assert columns["se_answer"].se_clusterer == "answer"
+    assert columns["se_emb_lik"].se_clusterer == "embedding"
+    assert columns["se_lik"].se_clusterer == "answer"
+    # a preset whose signal configuration differs gets its own labelled column
+    from gcpo.scoring import GroupScorer
+
+    scorer = GroupScorer(columns["bot"])
+    assert scorer.label("barycentric_transport") == "bot"
 
 
 def test_preset_columns_follow_the_weighting_definitions():
     rows = [
-        {"reward_dispersion": rd, "rewards": [0.0] * 8, "cosine_dispersion": cd, "se_answer": se}
+        {"reward_dispersion": rd, "rewards": [0.0] * 8, "cd": cd, "se_lik": se}
         for rd, cd, se in [(0.5, 0.1, 0.0), (0.0, 0.4, 1.0), (0.25, 0.3, 2.0), (0.4, 0.2, 0.5)]
     ]
     out = preset_columns(
-        rows, ["grpo", "gcpo", "seed-grpo"], {"gcpo": "cosine_dispersion", "seed-grpo": "se_answer"}
+        rows, ["grpo", "gcpo", "seed-grpo"], {"gcpo": "cd", "seed-grpo": "se_lik"}
     )
     assert [o["weight_grpo"] for o in out] == [1.0] * 4
     # gcpo: rank-normalised CD times (1 - RD / 0.5); the group with RD = 0.5 has U~ = 0

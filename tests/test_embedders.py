@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gcpo.config import ConfigError
 from gcpo.embedders import (
     Embedder,
     EmbedderConfig,
@@ -15,6 +14,7 @@ from gcpo.embedders import (
     get_embedder,
     segment_text,
 )
+from gcpo.fields import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # segmentation

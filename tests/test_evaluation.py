@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gcpo.config import ConfigError
 from gcpo.evaluation import EvalConfig, pass_at_k, results_tables, run_evaluation, summarize
+from gcpo.fields import ConfigError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -32,9 +32,10 @@ def plugin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no-untyped-def]
+    from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
     from gcpo.signals import get_signal
-    from gcpo.weighting import WeightingConfig, group_weights, preset
+    from gcpo.weighting import WeightingConfig, group_weights
 
     spec = get_signal("answer_spread")
     assert spec.needs == ("clusters",) and spec.bound_value(8, 0.5) == 1.0
@@ -126,12 +127,14 @@ def test_analyze_reports_a_registered_signal(plugin, tmp_path: Path) -> None:  #
     pytest.importorskip("trl")
     from gcpo.cli import main
 
-    rc = main(["analyze", "--plugin", "custom_weighting", "--signals", "answer_spread",
-               "model=tiny-random", "task=arithmetic", "num_prompts=3", "num_generations=3",
-               "max_new_tokens=4", f"output_dir={tmp_path / 'a'}", "embedder=hashing"])  # fmt: skip
+    rc = main(["analyze", "--plugin", "custom_weighting", "signals=[answer_spread]",
+               "model=tiny-random", "task=arithmetic", "prompts=3", "group_size=3",
+               "max_new_tokens=4", f"output={tmp_path / 'a'}", "embedder=hashing",
+               "progress=false", "bootstrap=10"])  # fmt: skip
     assert rc == 0
     rows = (tmp_path / "a" / "groups.csv").read_text().splitlines()
     assert "answer_spread" in rows[0].split(",")
+    assert "answer_spread" in (tmp_path / "a" / "correlations.md").read_text()
 
 
 def test_docs_show_the_example_that_runs_here() -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gcpo.embedders import HashingEmbedder
+from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer, ScoreResult, resolve_signal_names, short_name
 from gcpo.signals import (
     answer_clusters,
@@ -22,7 +23,7 @@ from gcpo.signals import (
     semantic_entropy,
 )
 from gcpo.tasks import extract_answer
-from gcpo.weighting import RankNormalizerState, WeightingConfig, preset
+from gcpo.weighting import RankNormalizerState, WeightingConfig
 
 
 class SpyEmbedder(HashingEmbedder):

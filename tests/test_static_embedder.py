@@ -197,8 +197,8 @@ def test_static_minilm_is_selectable_in_gcpo_signals_and_the_trainer(
     static_minilm: StaticEmbedder, tmp_path: Path
 ) -> None:
     from gcpo.cli import main
+    from gcpo.presets import preset
     from gcpo.scoring import GroupScorer
-    from gcpo.weighting import preset
 
     example = Path(__file__).resolve().parents[1] / "examples" / "groups.jsonl"
     out = tmp_path / "s.jsonl"

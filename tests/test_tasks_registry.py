@@ -11,12 +11,12 @@ import pytest
 from gcpo.diagnostics.columns import group_signals, make_scorers, signal_plan
 from gcpo.diagnostics.items import load_items
 from gcpo.evaluation import score_generation
+from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer
 from gcpo.tasks.benchmarks import BenchmarkSpec, load_benchmark, register_benchmark
 from gcpo.tasks.registry import TaskKind, get_task, register_task, reward_names, trl_reward
 from gcpo.train.config import TrainConfig
 from gcpo.train.data import answer_fn_for, build_data, load_reward
-from gcpo.weighting import preset
 
 # completions that read differently under different answer rules
 COMPLETIONS = {
@@ -58,8 +58,8 @@ def _se_both_ways(config: TrainConfig, item_task: TaskKind, completions: list[st
     trained = GroupScorer(preset("seed-grpo"), "hashing", answer_fn_for(config))
     se_train = float(trained.signals(groups, ["se"])["semantic_entropy"][0])
     columns, _ = signal_plan(["seed-grpo"])
-    scorers = make_scorers({"se_answer": columns["se_answer"]}, "hashing", item_task.answer_key)
-    se_analyze = group_signals(groups, scorers)["se_answer"]
+    scorers = make_scorers({"se_lik": columns["se_lik"]}, "hashing", item_task.answer_key)
+    se_analyze = group_signals(groups, scorers)["se_lik"]
     return se_train, se_analyze
 
 

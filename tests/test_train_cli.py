@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gcpo.cli import main
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.train.config import QUICKSTART, RECIPES_DIR, TrainConfig, load_train_config
 from gcpo.train.run import last_checkpoint, resume_training, run_training
 
@@ -29,8 +29,10 @@ def test_quickstart_is_the_default_and_valid() -> None:
     c = load_train_config(QUICKSTART)
     assert c.model == "smollm2-135m-instruct"
     assert c.preset == "gcpo" and c.weighting.signal == "cosine_dispersion"
-    assert c.task == "arithmetic"
+    assert c.task == "graded-arithmetic"
     assert c.embedder.name == "all-MiniLM-L6-v2"
+    # several prompt groups per step, so the weights can differ from GRPO's (issue 9)
+    assert c.per_device_train_batch_size // c.num_generations >= 4
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.name)
@@ -196,3 +198,43 @@ def test_hub_dataset_with_the_hub_unreachable_fails_at_once(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "dataset 'some-org/some-data': not a local file" in err and "unreachable" in err
+
+
+def test_weight_summary_says_when_too_few_groups_were_active() -> None:
+    from gcpo.train.run import weight_summary
+
+    rows = [
+        {"step": s, "gcpo/active_groups": a, "gcpo/weight_mean": 1.0, "gcpo/weight_min": lo,
+         "gcpo/weight_max": hi, "gcpo/weight_std": sd}
+        for s, a, lo, hi, sd in [(1, 1.0, 1.0, 1.0, 0.0), (2, 0.0, None, None, None),
+                                 (3, 3.0, 0.9, 1.1, 0.08)]
+    ]  # fmt: skip
+    for r in rows:  # a step with no active group logs no weights
+        if r["gcpo/active_groups"] == 0:
+            for k in ("gcpo/weight_mean", "gcpo/weight_min", "gcpo/weight_max", "gcpo/weight_std"):
+                del r[k]
+    s = weight_summary(rows)
+    assert s["few_active_groups"] is True  # 2 of 3 steps had fewer than 2 active groups
+    assert s["min_weight"] == 0.9 and s["max_weight"] == 1.1
+    assert s["weight_spread"] == pytest.approx(0.04)
+    assert s["mean_active_groups"] == pytest.approx(4 / 3)
+    rows[0]["gcpo/active_groups"] = 4.0
+    assert weight_summary(rows)["few_active_groups"] is False
+
+
+def test_summary_prints_the_fix_when_few_groups_were_active(capsys: pytest.CaptureFixture) -> None:
+    from gcpo.cli.train import _print_summary
+
+    summary = {
+        "preset": "gcpo", "task": "arithmetic", "model": "m", "steps": 3, "heldout_prompts": 2,
+        "heldout_reward_before": 0.1, "heldout_reward_after": 0.2, "mean_weight": 1.0,
+        "min_weight": 1.0, "max_weight": 1.0, "weight_spread": 0.0, "mean_active_groups": 0.7,
+        "few_active_groups": True, "train_reward_first": 0.0, "train_reward_last": 0.5,
+        "run_dir": "r",
+    }  # fmt: skip
+    _print_summary(summary)
+    out = capsys.readouterr().out
+    assert "fewer than 2 groups had reward dispersion in most steps" in out
+    assert "more prompts per step" in out
+    _print_summary({**summary, "few_active_groups": False})
+    assert "fewer than 2 groups" not in capsys.readouterr().out

@@ -15,10 +15,11 @@ import torch
 
 trl = pytest.importorskip("trl")
 
+from gcpo.presets import preset  # noqa: E402
 from gcpo.scoring import Groups, GroupScorer  # noqa: E402
 from gcpo.tasks.synthetic import make_task  # noqa: E402
 from gcpo.trl import GCPO_STATE_FILE, GCPOTrainer  # noqa: E402
-from gcpo.weighting import initial_state, preset  # noqa: E402
+from gcpo.weighting import initial_state  # noqa: E402
 
 G = 2
 

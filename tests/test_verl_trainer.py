@@ -35,7 +35,7 @@ if importlib.util.find_spec("verl") is None:
 import torch  # noqa: E402
 from tiny_tokenizer import tiny_bpe, tiny_wordpiece  # noqa: E402
 
-from gcpo.config import ConfigError  # noqa: E402
+from gcpo.fields import ConfigError  # noqa: E402
 from gcpo.scoring import Groups, GroupScorer  # noqa: E402
 from gcpo.weighting import initial_state  # noqa: E402
 
@@ -190,11 +190,12 @@ def copy_batch(tq: Any, meta: Any) -> Any:
 
 
 def advantages(tq: Any, meta: Any) -> list[torch.Tensor]:
-    return list(
-        tq.kv_batch_get(
-            keys=meta.keys, partition_id=meta.partition_id, select_fields=["advantages"]
-        )["advantages"].unbind()
+    data = tq.kv_batch_get(
+        keys=meta.keys, partition_id=meta.partition_id, select_fields=["advantages", "returns"]
     )
+    adv, ret = list(data["advantages"].unbind()), list(data["returns"].unbind())
+    assert all(torch.equal(a, r) for a, r in zip(adv, ret, strict=True))  # GRPO: returns = adv
+    return adv
 
 
 def expected_weights(trainer: Any, info: dict[str, Any], state: Any) -> dict[str, float]:

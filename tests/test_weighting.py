@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcpo import config as cfg
+from gcpo import fields
+from gcpo.presets import PRESET_DIR, available_presets, preset
 from gcpo.weighting import (
-    PRESET_DIR,
     RankNormalizerState,
     WeightingConfig,
-    available_presets,
     group_weights,
     group_weights_detailed,
     initial_state,
-    preset,
 )
 
 # ------------------------------------------------------------------------------ presets
@@ -39,7 +38,7 @@ def test_presets_exist_and_match_the_spec() -> None:
     assert not seed.renormalize
     strong = preset("seed-grpo-strong")
     assert strong.alpha == 1.0
-    assert cfg.to_dict(strong) | {"alpha": 0.0417} == cfg.to_dict(seed)
+    assert fields.to_dict(strong) | {"alpha": 0.0417} == fields.to_dict(seed)
     g = preset("gcpo")
     assert (g.signal, g.calibration, g.normalization, g.modulation, g.renormalize) == (
         "cosine_dispersion",
@@ -50,7 +49,7 @@ def test_presets_exist_and_match_the_spec() -> None:
     )
     bot = preset("gcpo-bot")
     assert bot.signal == "barycentric_transport"
-    assert cfg.to_dict(bot) | {"signal": "cosine_dispersion"} == cfg.to_dict(g)
+    assert fields.to_dict(bot) | {"signal": "cosine_dispersion"} == fields.to_dict(g)
     assert preset("grpo").signal == "none"
 
 
@@ -58,9 +57,9 @@ def test_presets_exist_and_match_the_spec() -> None:
 def test_every_yaml_preset_round_trips_through_from_dict(name: str) -> None:
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
     loaded = preset(name)
-    assert cfg.from_dict(WeightingConfig, raw) == loaded
-    assert cfg.from_dict(WeightingConfig, cfg.to_dict(loaded)) == loaded
-    assert cfg.from_dict(WeightingConfig, yaml.safe_load(cfg.dump_yaml(loaded))) == loaded
+    assert fields.from_dict(WeightingConfig, raw) == loaded
+    assert fields.from_dict(WeightingConfig, fields.to_dict(loaded)) == loaded
+    assert fields.from_dict(WeightingConfig, yaml.safe_load(cfg.dump_yaml(loaded))) == loaded
 
 
 def test_unknown_preset_lists_the_available_ones() -> None:
@@ -95,7 +94,7 @@ def test_config_errors_name_the_field(kwargs: dict, match: str) -> None:
 
 
 def test_help_lines_cover_every_field() -> None:
-    lines = cfg.help_lines(WeightingConfig)
+    lines = fields.help_lines(WeightingConfig)
     assert len(lines) == len(WeightingConfig.__dataclass_fields__)
     assert all(": " in line and not line.endswith(": ") for line in lines)
 
@@ -237,7 +236,7 @@ def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
     rd = torch.tensor([0.1, 0.2, 0.0, 0.4, 0.0])
     w = group_weights(u, rd, config)
     assert w[rd > 0].mean().item() == pytest.approx(1.0)
-    raw = group_weights(u, rd, WeightingConfig(**{**cfg.to_dict(config), "renormalize": False}))
+    raw = group_weights(u, rd, WeightingConfig(**{**fields.to_dict(config), "renormalize": False}))
     active = rd > 0
     ratio = (w / raw)[active]
     assert torch.allclose(ratio, ratio[0].expand(3))  # one common factor on the active groups
@@ -247,7 +246,7 @@ def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
     kept = group_weights(u, zero_rd, config)
     assert torch.equal(
         kept,
-        group_weights(u, zero_rd, WeightingConfig(**{**cfg.to_dict(config), "renormalize": False})),
+        group_weights(u, zero_rd, WeightingConfig(**{**fields.to_dict(config), "renormalize": False})),
     )
 
 
@@ -386,5 +385,5 @@ def test_all_zero_active_weights_fall_back_to_one_and_say_so() -> None:
     assert res.weights[:2].tolist() == [1.0, 1.0]  # the batch still trains, as plain GRPO
     assert bool(torch.isfinite(res.weights).all())
     # without renormalisation nothing is rescaled and nothing falls back
-    raw = group_weights_detailed(u, rd, WeightingConfig(**{**cfg.to_dict(config), "renormalize": False}))
+    raw = group_weights_detailed(u, rd, WeightingConfig(**{**fields.to_dict(config), "renormalize": False}))
     assert raw.weights[:2].tolist() == [0.0, 0.0] and not raw.fallback

@@ -1,7 +1,6 @@
-"""Group-relative advantage estimators (DESIGN.md section 4, step 5).
+"""Group-relative advantage estimators (docs/design.md, section 4, "Advantages").
 
-Pure functions on ``rewards[B, G]`` (B prompt groups of G completions), registered by name in
-:data:`ADVANTAGE_ESTIMATORS` like verl's ``register_adv_est``.
+Pure functions on ``rewards[B, G]`` (B prompt groups of G completions).
 
 ``grpo_advantages`` reproduces TRL 1.16 ``GRPOTrainer._generate_and_score_completions``
 (``multi_objective_aggregation="sum_then_normalize"``) operation for operation, so the numbers are
@@ -24,7 +23,6 @@ the local part).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,41 +30,12 @@ import torch
 from gcpo.validation import check_mask, float_tensor, shape_of
 
 __all__ = [
-    "ADVANTAGE_ESTIMATORS",
     "SCALES",
-    "register_advantage_estimator",
-    "get_advantage_estimator",
     "grpo_advantages",
     "gcpo_advantages",
 ]
 
 SCALES = ("group", "batch", "none")
-
-ADVANTAGE_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {}
-
-
-def register_advantage_estimator(
-    name: str,
-) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator registering an advantage estimator under ``name``."""
-
-    def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        if name in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_advantage_estimator(name: str) -> Callable[..., torch.Tensor]:
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(
-            f"advantage estimator: unknown name {name!r}; "
-            f"registered: {', '.join(sorted(ADVANTAGE_ESTIMATORS))}"
-        ) from None
 
 
 def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -86,7 +55,6 @@ def _nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return std.squeeze(dim) if dim is not None else std.reshape(())
 
 
-@register_advantage_estimator("grpo")
 def grpo_advantages(
     rewards: Any, scale: str = "group", eps: float = 1e-4, mask: Any | None = None
 ) -> torch.Tensor:
@@ -124,7 +92,6 @@ def grpo_advantages(
     return adv.view(bsz, g)
 
 
-@register_advantage_estimator("gcpo")
 def gcpo_advantages(
     rewards: Any,
     weights: Any,

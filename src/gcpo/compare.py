@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError, field
+from gcpo.config import load
+from gcpo.fields import ConfigError, field, to_dict, validate
 
 __all__ = [
     "CompareConfig",
@@ -125,7 +125,7 @@ class CompareConfig:
     )
 
     def __post_init__(self) -> None:
-        from gcpo.weighting import available_presets
+        from gcpo.presets import available_presets
 
         allowed = available_presets()
         if isinstance(self.presets, list):
@@ -173,8 +173,8 @@ def compare_config_path(name: str | Path | None) -> Path | None:
 
 def load_compare_config(path: str | Path | None = None, overrides: Any = ()) -> CompareConfig:
     """YAML file (a path, or a name of ``configs/compare``) + ``KEY=VALUE`` overrides."""
-    c = cfg.load(CompareConfig, compare_config_path(path), list(overrides))
-    cfg.validate(c)
+    c = load(CompareConfig, compare_config_path(path), list(overrides))
+    validate(c)
     return c
 
 
@@ -218,7 +218,7 @@ def train_config_for(c: CompareConfig, preset: str, seed: int, run_dir: str | Pa
 def _fingerprint(c: CompareConfig) -> dict[str, Any]:
     """What must be equal for runs to be compared: the base train config (without preset, seed,
     output dir and settings that do not change results) and the held-out evaluation."""
-    base = cfg.to_dict(train_config_for(c, c.presets[0], c.seeds[0], "-"))
+    base = to_dict(train_config_for(c, c.presets[0], c.seeds[0], "-"))
     for key in (*_PER_RUN, *_NOT_MEASURED, "weighting"):
         base.pop(key, None)
     return {"train": base, "eval_every": c.eval_every, "heldout_seed": c.heldout_seed}
@@ -263,7 +263,7 @@ def _check_results_dir(c: CompareConfig) -> dict[str, Any]:
                 f"results {c.results!r} hold a comparison with {key}={old!r}, this one has "
                 f"{key}={new!r}; use another results directory (and runs directory)"
             )
-    record = {"fingerprint": fp, "fingerprint_id": _fingerprint_id(fp), "config": cfg.to_dict(c)}
+    record = {"fingerprint": fp, "fingerprint_id": _fingerprint_id(fp), "config": to_dict(c)}
     if _is_main():
         atomic_write_text(meta, json.dumps(record, indent=2) + "\n")
     return fp
@@ -413,8 +413,8 @@ def _check_same_run(run_dir: Path, expected: Any) -> None:
     from gcpo.train.config import load_train_config
     from gcpo.train.run import CONFIG_FILE
 
-    have = cfg.to_dict(load_train_config(run_dir / CONFIG_FILE))
-    want = cfg.to_dict(expected)
+    have = to_dict(load_train_config(run_dir / CONFIG_FILE))
+    want = to_dict(expected)
     for key in (*_NOT_MEASURED, "output_dir"):
         have.pop(key, None)
         want.pop(key, None)
@@ -480,7 +480,7 @@ def run_comparison(c: CompareConfig, *, log: Any = print, train: bool = True) ->
     """
     from gcpo.train.data import build_data, load_reward
 
-    cfg.validate(c)
+    validate(c)
     base = train_config_for(c, c.presets[0], c.heldout_seed, "-")
     fp_id = _fingerprint_id(_check_results_dir(c) if train else _fingerprint(c))
     plan = plan_runs(c)

@@ -1,271 +1,40 @@
-"""One config system: typed dataclasses <-> YAML files <-> ``key=value`` overrides.
+"""Config files: YAML <-> typed dataclasses, ``key=value`` overrides, presets merged in.
 
-Every configurable object in gcpo is a dataclass whose fields carry
-``metadata={"help": ..., "choices": [...], "min": x, "max": y}`` (TRL ``GRPOConfig`` style).
-The help text feeds the CLI, the validation below feeds every entry point, and a YAML file maps
-one-to-one onto the fields (torchtune style). Nested dataclasses map onto nested YAML mappings.
-
-Validation happens before anything heavy (a model, a dataset) is loaded and raises
-:class:`ConfigError`, a ``ValueError`` whose message names the field, the value found and what
-is allowed.
-
-A config dataclass may also declare, as ``ClassVar`` attributes read by :func:`from_dict`:
-
-- ``config_aliases: dict[str, str]`` -- more keys accepted in YAML and overrides, each mapped to a
-  dotted field path (old names, shorthands: ``embedder_batch_size`` -> ``embedder.batch_size``);
-- ``config_shorthand: str`` (on a nested dataclass) -- the field a plain value sets when given for
-  the whole dataclass (``embedder: hashing`` means ``embedder: {name: hashing}``);
-- ``config_preset: bool`` -- the class has a ``preset`` name and a ``weighting`` field, and the
-  weighting is the named preset's fields updated with the given ones (:func:`preset_weighting`).
+The typed fields themselves (help, choices, ranges, validation, ``from_dict`` / ``to_dict``) are
+:mod:`gcpo.fields`, free of YAML and files so the core can use them. This module adds what reads
+and writes files: a YAML file maps one-to-one onto a config dataclass's fields (torchtune
+style), ``KEY=VALUE`` overrides are parsed as YAML, and a config with a ``preset`` name and a
+``weighting`` field gets the named preset's weighting updated with the given fields
+(:func:`preset_weighting`, hooked into :func:`gcpo.fields.from_dict` by
+``config_prepare = staticmethod(merge_preset)``).
 
 :func:`load` builds a config from its layers in one order for every entry point: YAML file,
 ``preset`` (a command-line ``--preset``), ``KEY=VALUE`` overrides, then typed values (flags).
+Errors are :class:`gcpo.fields.ConfigError`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import math
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from gcpo.fields import ConfigError, from_dict, normalize_keys, rewrite_key, set_path, to_dict
+
 T = TypeVar("T")
 
 __all__ = [
-    "ConfigError",
-    "field",
-    "from_dict",
     "load",
     "read_yaml",
     "apply_overrides",
     "preset_weighting",
-    "coerce",
-    "tagged_fields",
-    "to_dict",
-    "validate",
+    "merge_preset",
     "dump_yaml",
-    "help_lines",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or out of range."""
-
-
-def field(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,
-    choices: Sequence[Any] | None = None,
-    min: float | None = None,
-    max: float | None = None,
-    default_factory: Any = dataclasses.MISSING,
-    tags: Sequence[str] = (),
-) -> Any:
-    """A dataclass field with help text and optional allowed values / numeric range.
-
-    ``tags`` mark fields for a consumer (see :func:`tagged_fields`), e.g. the train config's
-    fields that are passed to TRL's ``GRPOConfig`` under the same name.
-    """
-    meta: dict[str, Any] = {"help": help}
-    if tags:
-        meta["tags"] = tuple(tags)
-    if choices is not None:
-        meta["choices"] = tuple(choices)
-    if min is not None:
-        meta["min"] = min
-    if max is not None:
-        meta["max"] = max
-    if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def tagged_fields(cls: type, tag: str) -> tuple[str, ...]:
-    """Names of the fields of dataclass ``cls`` declared with ``tags`` containing ``tag``."""
-    return tuple(f.name for f in dataclasses.fields(cls) if tag in f.metadata.get("tags", ()))
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert ``value`` to type ``tp`` or raise ConfigError naming ``where``."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{where}: got {value!r}, allowed: {', '.join(map(repr, allowed))}")
-        return value
-    if origin in (list, tuple, Sequence):
-        if isinstance(value, str) and origin is not str:
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (inner,) = typing.get_args(tp)[:1] or (Any,)
-        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and isinstance(value, tp):
-            return value
-        shorthand = getattr(tp, "config_shorthand", None)
-        if shorthand and isinstance(value, str):
-            value = {shorthand: value}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return from_dict(tp, value, prefix=f"{where}.")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            out = float(value)
-        elif isinstance(value, str):
-            try:
-                out = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        else:
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if math.isnan(out):
-            raise ConfigError(f"{where}: got NaN, expected a number")
-        return out
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def coerce(value: Any, tp: Any, where: str) -> Any:
-    """``value`` converted to type ``tp`` (a mapping or a shorthand string becomes a nested
-    dataclass), or a ConfigError naming ``where``. For ``__post_init__`` of configs that are
-    also built in Python."""
-    return _coerce(value, tp, where)
-
-
-def _check_meta(f: dataclasses.Field[Any], value: Any, where: str) -> None:
-    meta = f.metadata
-    choices = meta.get("choices")
-    if choices is not None and value is not None:
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if v not in choices:
-                raise ConfigError(f"{where}: got {v!r}, allowed: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if lo is not None and value < lo:
-            raise ConfigError(f"{where}: got {value!r}, must be >= {lo}")
-        if hi is not None and value > hi:
-            raise ConfigError(f"{where}: got {value!r}, must be <= {hi}")
-
-
-def validate(obj: Any, prefix: str = "") -> None:
-    """Check every field of a dataclass instance against its type and metadata (recursively).
-
-    Dataclasses may add cross-field checks in a ``__post_init__`` that raises ConfigError.
-    """
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        where = f"{prefix}{f.name}"
-        value = getattr(obj, f.name)
-        coerced = _coerce(value, hints.get(f.name, Any), where)
-        if coerced is not value:
-            object.__setattr__(obj, f.name, coerced)
-        _check_meta(f, coerced, where)
-        if dataclasses.is_dataclass(coerced) and not isinstance(coerced, type):
-            validate(coerced, prefix=f"{where}.")
-
-
-def _dataclass_type(tp: Any) -> type | None:
-    """``tp`` (or the dataclass inside ``X | None``) if it is a dataclass type, else None."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        tp = inner[0] if len(inner) == 1 else None
-    return tp if dataclasses.is_dataclass(tp) and isinstance(tp, type) else None
-
-
-def _rewrite_key(cls: type, key: str, value: Any) -> str:
-    """The dotted path a raw key of ``cls`` stands for (aliases, shorthands), else ``key``."""
-    head, dot, rest = key.partition(".")
-    aliases: Mapping[str, str] = getattr(cls, "config_aliases", {})
-    if head in aliases:
-        return aliases[head] + dot + rest
-    if not dot:
-        hints = typing.get_type_hints(cls)
-        nested = _dataclass_type(hints.get(key)) if key in hints else None
-        shorthand = getattr(nested, "config_shorthand", None)
-        if shorthand and not isinstance(value, Mapping) and not dataclasses.is_dataclass(value):
-            return f"{key}.{shorthand}"
-    return key
-
-
-def normalize_keys(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` with the aliases and shorthands of ``cls`` rewritten to field paths (a copy)."""
-    import copy
-
-    out: dict[str, Any] = {}
-    plain = [(k, v) for k, v in data.items() if _rewrite_key(cls, str(k), v) == k]
-    moved = [(k, v) for k, v in data.items() if _rewrite_key(cls, str(k), v) != k]
-    for key, value in plain:
-        out[key] = copy.deepcopy(value)
-    for key, value in moved:  # after the plain keys, so they merge into a nested mapping
-        _set_path(out, _rewrite_key(cls, str(key), value), copy.deepcopy(value))
-    return out
 
 
 def preset_weighting(name: Any, weighting: Any = None) -> Any:
@@ -275,7 +44,8 @@ def preset_weighting(name: Any, weighting: Any = None) -> Any:
     override the preset's), or a WeightingConfig (returned as it is). This is the one place a
     preset and its overrides are merged (``gcpo train``, ``gcpo signals``, Python configs).
     """
-    from gcpo.weighting import WeightingConfig, available_presets, preset
+    from gcpo.presets import available_presets, preset
+    from gcpo.weighting import WeightingConfig
 
     names = available_presets()
     if not isinstance(name, str) or name not in names:
@@ -298,63 +68,13 @@ def preset_weighting(name: Any, weighting: Any = None) -> Any:
         raise ConfigError(f"weighting: {exc}") from None
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys and bad values raise ConfigError."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
-    assert dataclasses.is_dataclass(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    data = normalize_keys(cls, data)
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; "
-            f"allowed keys: {', '.join(sorted(fields))}"
-        )
-    if getattr(cls, "config_preset", False):
-        name = data.get("preset", fields["preset"].default)
-        data["weighting"] = preset_weighting(name, data.get("weighting"))
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{prefix}{key}"
-        coerced = _coerce(value, hints.get(key, Any), where)
-        _check_meta(fields[key], coerced, where)
-        kwargs[key] = coerced
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:  # a required field is missing
-        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
-    return obj
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-data (YAML-safe) dict of a dataclass instance."""
-
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        if isinstance(v, Path):
-            return str(v)
-        return v
-
-    return conv(obj)
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for k in keys[:-1]:
-        child = node.get(k)
-        if not isinstance(child, dict):
-            child = {}
-            node[k] = child
-        node = child
-    node[keys[-1]] = value
+def merge_preset(cls: type, data: dict[str, Any]) -> None:
+    """``config_prepare`` hook of a config with ``preset`` and ``weighting`` fields: replaces
+    ``data["weighting"]`` by :func:`preset_weighting` of ``data["preset"]`` (else the field's
+    default), before :func:`gcpo.fields.from_dict` converts the values."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    name = data.get("preset", defaults["preset"])
+    data["weighting"] = preset_weighting(name, data.get("weighting"))
 
 
 def apply_overrides(
@@ -365,8 +85,6 @@ def apply_overrides(
     With ``cls``, keys are first rewritten by its aliases and shorthands (``embedder=hashing``
     sets ``embedder.name``, keeping the other embedder fields).
     """
-    import copy
-
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -379,7 +97,7 @@ def apply_overrides(
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        _set_path(out, _rewrite_key(cls, key, value) if cls is not None else key, value)
+        set_path(out, rewrite_key(cls, key, value) if cls is not None else key, value)
     return out
 
 
@@ -422,35 +140,9 @@ def load(
         data["preset"] = preset
     data = apply_overrides(data, overrides, cls)
     for key, value in (values or {}).items():
-        _set_path(data, _rewrite_key(cls, key, value), value)
+        set_path(data, rewrite_key(cls, key, value), value)
     return from_dict(cls, data)
 
 
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True)
-
-
-def help_lines(cls: type, prefix: str = "") -> list[str]:
-    """``name (type, default): help`` for every field, recursing into nested dataclasses."""
-    lines = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints.get(f.name, Any)
-        nested = _dataclass_type(tp)
-        if nested is not None:
-            lines.extend(help_lines(nested, prefix=f"{prefix}{f.name}."))
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = "required"
-        extra = ""
-        if "choices" in f.metadata:
-            extra = f"; one of {', '.join(map(str, f.metadata['choices']))}"
-        lines.append(
-            f"{prefix}{f.name} ({_type_name(tp)}, default {default}): "
-            f"{f.metadata.get('help', '')}{extra}"
-        )
-    return lines

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from gcpo.config import ConfigError, field, validate
+from gcpo.fields import ConfigError, field, validate
 
 if TYPE_CHECKING:
     import torch
@@ -64,9 +64,11 @@ __all__ = [
     "StaticEmbedder",
     "build_static_model",
     "default_model_path",
+    "encoder_token_vectors",
     "get_embedder",
     "segment_text",
     "static_model_path",
+    "static_vectors",
 ]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -424,6 +426,67 @@ def static_model_path(build: bool = True) -> Path:
     return target
 
 
+def encoder_token_vectors(
+    source: str | Path, batch_size: int = 1024, device: str = "cpu"
+) -> tuple[list[str], torch.Tensor]:
+    """Step 1 of :func:`build_static_model`: ``(tokens, [V, H] float64)``, the mean output state
+    of ``[SEP] t [CLS]`` for every token ``t`` of a BERT-style encoder's vocabulary."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    src = Path(source)
+    if not (src / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{src}: no tokenizer.json (a fast BERT-style tokenizer is needed)")
+    tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
+    vocab = tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
+    if cls_id is None or sep_id is None:
+        raise ValueError(f"{src}: tokenizer has no [CLS]/[SEP] tokens (not a BERT-style encoder)")
+    model = AutoModel.from_pretrained(str(src)).to(device).eval()
+    ids = torch.arange(len(tokens))
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(tokens), batch_size):
+            chunk = ids[start : start + batch_size]
+            inputs = torch.stack(
+                [torch.full_like(chunk, sep_id), chunk, torch.full_like(chunk, cls_id)], dim=1
+            ).to(device)
+            hidden = model(
+                input_ids=inputs,
+                attention_mask=torch.ones_like(inputs),
+                token_type_ids=torch.zeros_like(inputs),
+            ).last_hidden_state
+            rows.append(hidden.mean(dim=1).to("cpu", torch.float64))
+    return tokens, torch.cat(rows)
+
+
+def static_vectors(
+    tokens: list[str],
+    vectors: torch.Tensor,
+    pca_dims: int | None = _STATIC_PCA_DIMS,
+    sif_coefficient: float | None = _STATIC_SIF,
+) -> torch.Tensor:
+    """Step 2 of :func:`build_static_model`: zero the special tokens, PCA, SIF weighting."""
+    import torch
+
+    vectors = vectors.to(torch.float64).clone()
+    keep = torch.tensor([not _BERT_SPECIAL.match(t) for t in tokens])
+    if pca_dims is not None and pca_dims < vectors.shape[1]:
+        kept = vectors[keep]
+        mean = kept.mean(dim=0, keepdim=True)
+        _, _, vt = torch.linalg.svd(kept - mean, full_matrices=False)
+        vectors = (vectors - mean) @ vt[:pca_dims].T
+    if sif_coefficient is not None:
+        rank = torch.cumsum(keep.to(torch.float64), dim=0) - 1.0  # rank among kept tokens
+        inv = 1.0 / (rank + 2.0)
+        proba = inv / inv[keep].sum()
+        vectors = vectors * (sif_coefficient / (sif_coefficient + proba)).unsqueeze(1)
+    vectors[~keep] = 0.0
+    return vectors
+
+
 def build_static_model(
     out: str | Path,
     source: str | Path | None = None,
@@ -448,51 +511,14 @@ def build_static_model(
 
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModel
 
     if pca_dims is not None and pca_dims < 1:
         raise ValueError(f"pca_dims: must be >= 1 or None, got {pca_dims}")
     if sif_coefficient is not None and not 0 < sif_coefficient < 1:
         raise ValueError(f"sif_coefficient: must be in (0, 1) or None, got {sif_coefficient}")
     src = Path(source) if source is not None else default_model_path()
-    if not (src / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{src}: no tokenizer.json (a fast BERT-style tokenizer is needed)")
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.__getitem__)
-    cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
-    if cls_id is None or sep_id is None:
-        raise ValueError(f"{src}: tokenizer has no [CLS]/[SEP] tokens (not a BERT-style encoder)")
-    model = AutoModel.from_pretrained(str(src)).to(device).eval()
-    ids = torch.arange(len(tokens))
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, len(tokens), batch_size):
-            chunk = ids[start : start + batch_size]
-            inputs = torch.stack(
-                [torch.full_like(chunk, sep_id), chunk, torch.full_like(chunk, cls_id)], dim=1
-            ).to(device)
-            hidden = model(
-                input_ids=inputs,
-                attention_mask=torch.ones_like(inputs),
-                token_type_ids=torch.zeros_like(inputs),
-            ).last_hidden_state
-            rows.append(hidden.mean(dim=1).to("cpu", torch.float64))
-    vectors = torch.cat(rows)
-    keep = torch.tensor([not _BERT_SPECIAL.match(t) for t in tokens])
-    if pca_dims is not None and pca_dims < vectors.shape[1]:
-        kept = vectors[keep]
-        mean = kept.mean(dim=0, keepdim=True)
-        _, _, vt = torch.linalg.svd(kept - mean, full_matrices=False)
-        vectors = (vectors - mean) @ vt[:pca_dims].T
-    if sif_coefficient is not None:
-        rank = torch.cumsum(keep.to(torch.float64), dim=0) - 1.0  # rank among kept tokens
-        inv = 1.0 / (rank + 2.0)
-        proba = inv / inv[keep].sum()
-        vectors = vectors * (sif_coefficient / (sif_coefficient + proba)).unsqueeze(1)
-    vectors[~keep] = 0.0
+    tokens, raw = encoder_token_vectors(src, batch_size=batch_size, device=device)
+    vectors = static_vectors(tokens, raw, pca_dims, sif_coefficient)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(

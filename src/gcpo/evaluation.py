@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError, field, validate
+from gcpo.fields import ConfigError, field, validate
 from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl
 from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
 

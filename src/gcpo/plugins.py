@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata
 from collections.abc import Sequence
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "load_plugins"]
 

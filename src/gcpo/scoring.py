@@ -356,7 +356,7 @@ class ScoreResult:
     timings: dict[str, float]
     active: torch.Tensor
     fallback: bool = False
-    state: RankNormalizerState | None = None
+    state: Any = None
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -384,9 +384,10 @@ class ScoreResult:
 
 
 def _default_answer_fn() -> Callable[[str], str | None]:
-    from gcpo.tasks import extract_answer
+    """The ``math`` task kind's answer key (the default when no task says otherwise)."""
+    from gcpo.tasks.registry import get_task
 
-    return extract_answer
+    return get_task("math").answer_key
 
 
 def _canonical(key: str | None) -> str | None:
@@ -401,7 +402,7 @@ class GroupScorer:
     """Turns :class:`Groups` into signals and per-group weights for one :class:`WeightingConfig`.
 
     Args:
-        config: the weighting (e.g. ``gcpo.weighting.preset("gcpo")``).
+        config: the weighting (e.g. ``gcpo.presets.preset("gcpo")``).
         embedder: an :class:`~gcpo.embedders.Embedder`, a name / :class:`EmbedderConfig` for
             :func:`~gcpo.embedders.get_embedder`, or None for the default offline MiniLM. Built
             lazily: signals that need no embeddings never load it.

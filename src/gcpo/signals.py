@@ -2,7 +2,8 @@
 
 Pure functions on tensors (numpy accepted and converted), vectorised over a batch of ``B``
 prompt groups of ``G`` completions, with an optional validity ``mask[B, G]`` (bool) for variable
-group sizes. No model, embedder, file I/O or training framework in here (DESIGN.md sections 2-3).
+group sizes. No model, embedder, file I/O or training framework in here (docs/design.md,
+sections 2-3).
 
 Every signal is registered under a name (``SIGNALS``, :func:`get_signal`) together with its upper
 bound, used by ``bound`` normalisation in :mod:`gcpo.weighting`:

@@ -1,4 +1,4 @@
-"""From a group's uncertainty signal to a weight on its advantages (DESIGN.md section 4).
+"""From a group's uncertainty signal to a weight on its advantages (docs/design.md, section 4).
 
 ``group_weights(U[B], RD[B], config, state)`` runs four steps, each a small pure function:
 
@@ -22,20 +22,19 @@
    :attr:`WeightingResult.fallback` says so, for the caller to warn and count.
 
 Named presets (``grpo``, ``seed-grpo``, ``seed-grpo-strong``, ``gcpo``, ``gcpo-bot``) are YAML
-files in ``gcpo/configs/presets`` -- the source of truth -- loaded by :func:`preset`.
+files in ``gcpo/configs/presets`` -- the source of truth -- loaded by :func:`gcpo.presets.preset`
+(above this module, which reads no file).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError, field, validate
 from gcpo.signals import SIGNALS, get_signal
 from gcpo.validation import as_tensor, float_tensor, shape_of
 
@@ -43,9 +42,6 @@ __all__ = [
     "WeightingConfig",
     "WeightingResult",
     "RankNormalizerState",
-    "PRESET_DIR",
-    "available_presets",
-    "preset",
     "initial_state",
     "normalize",
     "calibrate",
@@ -56,95 +52,92 @@ __all__ = [
     "group_weights_detailed",
 ]
 
-PRESET_DIR = Path(__file__).resolve().parent / "configs" / "presets"
-
-
 @dataclass
 class WeightingConfig:
     """How a group's uncertainty signal becomes a weight on its advantages (defaults = ``gcpo``)."""
 
-    signal: str = cfg.field(
+    signal: str = field(
         "cosine_dispersion",
         help="uncertainty signal: a name registered in gcpo.signals.SIGNALS (semantic_entropy, "
         "cosine_dispersion, barycentric_transport, reward_dispersion, eigenscore, token_entropy, "
         "negative_log_likelihood) or 'none' (weight 1 = plain GRPO)",
     )
-    se_clusterer: str = cfg.field(
+    se_clusterer: str = field(
         "answer",
         help="semantic_entropy clusters: 'answer' (exact match of the extracted final answer; "
         "unparseable = own cluster) or 'embedding' (cosine >= cluster_threshold, greedy anchors)",
         choices=("answer", "embedding"),
     )
-    se_likelihood_weighting: bool = cfg.field(
+    se_likelihood_weighting: bool = field(
         False,
         help="semantic_entropy: weight completions by softmax of their length-normalised "
         "log-likelihoods (else uniform = discrete SE)",
     )
-    cluster_threshold: float = cfg.field(
+    cluster_threshold: float = field(
         0.9,
         help="cosine similarity needed to join a cluster (se_clusterer=embedding)",
         min=-1.0,
         max=1.0,
     )
-    completion_weighting: str = cfg.field(
+    completion_weighting: str = field(
         "uniform",
         help="completion weights w_i inside cosine_dispersion / barycentric_transport: 'uniform' or "
         "'likelihood' (softmax of length-normalised log-likelihoods)",
         choices=("uniform", "likelihood"),
     )
-    normalization: str = cfg.field(
+    normalization: str = field(
         "rank",
         help="map the signal to [0,1]: 'bound' (divide by the signal's bound, e.g. log G for SE, "
         "and clip) or 'rank' (mid-rank percentile in a running window of recent groups)",
         choices=("bound", "rank"),
     )
-    rank_window: int = cfg.field(
+    rank_window: int = field(
         1024, help="rank normalisation: number of recent group values kept in the window", min=1
     )
-    calibration: str = cfg.field(
+    calibration: str = field(
         "product",
         help="reward-dispersion calibration: 'none', 'product' (U * (1 - RD/rd_max)) or 'snr' "
         "(weight = RDn / (RDn + snr_lambda * U))",
         choices=("none", "product", "snr"),
     )
-    snr_lambda: float = cfg.field(1.0, help="calibration=snr: weight of U against RDn", min=0.0)
-    rd_max: float = cfg.field(
+    snr_lambda: float = field(1.0, help="calibration=snr: weight of U against RDn", min=0.0)
+    rd_max: float = field(
         0.5,
         help="largest reward dispersion, half the reward range (0.5 for rewards in [0,1]); also the "
         "bound of the reward_dispersion signal",
         min=1e-12,
     )
-    modulation: str = cfg.field(
+    modulation: str = field(
         "linear",
         help="f in weight = f(alpha * U~): 'linear' max(1-x, w_min), 'exp' e^-x, 'focal' "
         "max(1-x, 0)^focal_gamma, 'inverse' 1/(1+x) (the released SEED-GRPO form)",
         choices=("linear", "exp", "focal", "inverse"),
     )
-    alpha: float = cfg.field(1.0, help="strength of the modulation (0 = plain GRPO)", min=0.0)
-    w_min: float = cfg.field(0.1, help="floor of the linear modulation", min=0.0, max=1.0)
-    focal_gamma: float = cfg.field(2.0, help="exponent of the focal modulation", min=0.0)
-    renormalize: bool = cfg.field(
+    alpha: float = field(1.0, help="strength of the modulation (0 = plain GRPO)", min=0.0)
+    w_min: float = field(0.1, help="floor of the linear modulation", min=0.0, max=1.0)
+    focal_gamma: float = field(2.0, help="exponent of the focal modulation", min=0.0)
+    renormalize: bool = field(
         True,
         help="rescale the weights so their mean over groups with RD > 0 is 1 (re-allocates the "
         "update across prompts instead of lowering the learning rate)",
     )
-    bot_max_segments: int = cfg.field(
+    bot_max_segments: int = field(
         8, help="barycentric_transport: at most this many segments (points) per completion", min=1
     )
-    bot_support_size: int = cfg.field(
+    bot_support_size: int = field(
         0,
         help="barycentric_transport: barycenter support size k (0 = the largest cloud in the group)",
         min=0,
     )
-    bot_max_iter: int = cfg.field(
+    bot_max_iter: int = field(
         5, help="barycentric_transport: fixed-point iterations of the barycenter solver", min=1
     )
-    eigenscore_alpha: float = cfg.field(
+    eigenscore_alpha: float = field(
         1e-3, help="eigenscore: ridge alpha in log det(K + alpha I)", min=1e-12
     )
 
     def __post_init__(self) -> None:
-        cfg.validate(self)
+        validate(self)
         if self.signal != "none" and self.signal not in SIGNALS:
             raise ConfigError(
                 f"signal: got {self.signal!r}, allowed: none, {', '.join(sorted(SIGNALS))}"
@@ -170,23 +163,6 @@ class WeightingResult:
     calibrated: torch.Tensor
     active: torch.Tensor
     fallback: bool = False
-
-
-def available_presets() -> list[str]:
-    """Names of the preset YAML files shipped in ``gcpo/configs/presets``."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def preset(name: str, **overrides: Any) -> WeightingConfig:
-    """The :class:`WeightingConfig` of a named preset (loaded from its YAML file), with any
-    field overridden: ``preset("gcpo", signal="barycentric_transport", alpha=0.5)``."""
-    names = available_presets()
-    if name not in names:
-        raise ValueError(f"preset: unknown name {name!r}; available: {', '.join(names)}")
-    config = cfg.load(WeightingConfig, PRESET_DIR / f"{name}.yaml")
-    if not overrides:
-        return config
-    return cfg.from_dict(WeightingConfig, {**cfg.to_dict(config), **overrides})
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +440,7 @@ def group_weights(
     group_size: Any = None,
     bound: Any = None,
 ) -> torch.Tensor:
-    """Per-group advantage weights (DESIGN.md section 4).
+    """Per-group advantage weights (docs/design.md, section 4).
 
     Args:
         uncertainty: ``[B]`` raw signal values ``U`` (higher = more uncertain).

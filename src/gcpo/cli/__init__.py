@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.io import DataError
 from gcpo.rewards import RewardError
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from gcpo import config as cfg
 from gcpo.embedders import EmbedderConfig
+from gcpo.fields import ConfigError, coerce, field
 from gcpo.weighting import WeightingConfig
 
 HELP = "score JSONL prompt groups: signals (SE, CD, BoT, RD, ...), calibrated uncertainty, weights"
@@ -44,30 +45,31 @@ _PROMPT_WIDTH = 40
 class SignalsConfig:
     """Everything ``gcpo signals`` needs."""
 
-    input: str = cfg.field("", help="JSONL of groups: prompt, completions, rewards, ...")
-    preset: str = cfg.field(
+    input: str = field("", help="JSONL of groups: prompt, completions, rewards, ...")
+    preset: str = field(
         "gcpo", help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot"
     )
-    weighting: WeightingConfig = cfg.field(
+    weighting: WeightingConfig = field(
         None, help="weighting fields over the preset's (WeightingConfig; alpha=... is short for "
         "weighting.alpha=...)",
     )  # fmt: skip
-    signals: str = cfg.field(
+    signals: str = field(
         DEFAULT_SIGNALS,
         help="comma-separated signals to report besides the preset's own and rd: se, cd, bot, "
         "eig, te, nll or full names ('' for none)",
     )
-    output: str = cfg.field("", help="write per-group results to this .jsonl or .csv file")
-    embedder: EmbedderConfig = cfg.field(
+    output: str = field("", help="write per-group results to this .jsonl or .csv file")
+    embedder: EmbedderConfig = field(
         default_factory=EmbedderConfig,
-        help="sentence embedder ('embedder: NAME' sets embedder.name; 'hashing' needs no model)",
+        help="sentence embedder ('embedder: NAME' sets embedder.name): all-MiniLM-L6-v2, "
+        "static-minilm (fast static model distilled from it), 'hashing' (no model)",
     )
-    skip_bad_rows: bool = cfg.field(
+    skip_bad_rows: bool = field(
         False, help="skip (and count) malformed groups instead of stopping at the first one"
     )
-    quiet: bool = cfg.field(False, help="do not print the table")
+    quiet: bool = field(False, help="do not print the table")
 
-    config_preset: ClassVar[bool] = True
+    config_prepare = staticmethod(cfg.merge_preset)
     # every WeightingConfig field may be given bare (alpha=0.5), as before SignalsConfig existed
     config_aliases: ClassVar[dict[str, str]] = {
         f.name: f"weighting.{f.name}" for f in dataclasses.fields(WeightingConfig)
@@ -76,9 +78,9 @@ class SignalsConfig:
     def __post_init__(self) -> None:
         # the preset's weighting unless one is given; a mapping overrides the preset's fields
         self.weighting = cfg.preset_weighting(self.preset, self.weighting)
-        self.embedder = cfg.coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
+        self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         if self.output and Path(self.output).suffix.lower() not in (".jsonl", ".csv"):
-            raise cfg.ConfigError(
+            raise ConfigError(
                 f"output: got {self.output!r}, expected a file name ending in .jsonl or .csv"
             )
 
@@ -175,7 +177,6 @@ def write_results(path: str, records: list[dict[str, Any]]) -> None:
     import csv
     import io
 
-    from gcpo.config import ConfigError
     from gcpo.io import atomic_write_text, write_jsonl
 
     suffix = Path(path).suffix.lower()
@@ -192,7 +193,6 @@ def write_results(path: str, records: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.config import ConfigError
     from gcpo.io import DataError
     from gcpo.scoring import GroupScorer, resolve_signal_names
 

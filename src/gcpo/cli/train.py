@@ -27,7 +27,7 @@ def binding() -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gcpo.config import help_lines
+    from gcpo.fields import help_lines
     from gcpo.train.config import TrainConfig
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -56,7 +56,7 @@ def _config_path(config: str | None, args: argparse.Namespace) -> Any:
     positional argument was an override)."""
     from pathlib import Path
 
-    from gcpo.config import ConfigError
+    from gcpo.fields import ConfigError
     from gcpo.train.config import QUICKSTART, RECIPES_DIR
 
     if config is None:
@@ -116,7 +116,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gcpo.config import ConfigError
+    from gcpo.fields import ConfigError
     from gcpo.plugins import load_plugins
     from gcpo.train.run import resume_training, run_training
 

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError, coerce, field, to_dict, validate
 from gcpo.diagnostics.columns import (
-    SIGNAL_COLUMNS,
     group_signals,
     make_scorers,
     preset_columns,
@@ -39,8 +37,9 @@ from gcpo.diagnostics.columns import (
 )
 from gcpo.diagnostics.items import Item, load_items
 from gcpo.embedders import EmbedderConfig
+from gcpo.fields import ConfigError, coerce, field, to_dict, validate
 
-__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report", "SIGNAL_COLUMNS"]
+__all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report"]
 
 DEFAULT_PRESETS = ("seed-grpo", "seed-grpo-strong", "gcpo", "gcpo-bot")
 
@@ -109,7 +108,12 @@ class AnalyzeConfig:
         "or a path)",
     )
     cluster_threshold: float = field(
-        0.9, help="cosine threshold of the embedding clusterer (se_embedding)", min=-1.0, max=1.0
+        0.9, help="cosine threshold of the embedding clusterer (se_emb_lik)", min=-1.0, max=1.0
+    )
+    signals: list[str] = field(
+        default_factory=list,
+        help="more registered signals to report besides the built-in ones, by name or alias "
+        "(e.g. a plugin's: --plugin my_signals signals=[my_signal])",
     )
     presets: list[str] = field(
         default_factory=lambda: list(DEFAULT_PRESETS),
@@ -121,7 +125,7 @@ class AnalyzeConfig:
     progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
-        from gcpo.weighting import available_presets
+        from gcpo.presets import available_presets
 
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         allowed = available_presets()
@@ -148,6 +152,7 @@ _FINGERPRINT = (
     "seed",
     "embedder",
     "cluster_threshold",
+    "signals",
 )
 
 
@@ -347,7 +352,7 @@ def write_report(
     )
     from gcpo.io import atomic_write_text
 
-    columns_plan, preset_column = signal_plan(cfg.presets, cfg.cluster_threshold)
+    columns_plan, preset_column = signal_plan(cfg.presets, cfg.cluster_threshold, cfg.signals)
     extra = preset_columns(rows, cfg.presets, preset_column)
     table = [{**r, **e} for r, e in zip(rows, extra, strict=True)]
     cal = [f"cal_{p}" for p in cfg.presets if p in preset_column]
@@ -397,7 +402,7 @@ def write_report(
     atomic_write_text(out / "comparison.md", comp_md)
     atomic_write_text(out / "correlations.md", md)
     if plots:
-        shown = ["se_answer", "cosine_dispersion", "barycentric_transport"]
+        shown = ["se_lik", "cd", "bot"]
         shown += [c for c in ("cal_gcpo", "cal_seed-grpo") if c in signals] + ["reward_dispersion"]
         shown += ["mean_tokens"]  # the length confound, in the same picture
         plots_of = [("grad_variance", "V"), ("grad_nsr", "NSR")]
@@ -463,7 +468,7 @@ def run_analysis(
             + (f", CountSketch to {cfg.project_dim} dims" if sketch else ", exact")
         )
         scorers = make_scorers(
-            signal_plan(cfg.presets, cfg.cluster_threshold)[0],
+            signal_plan(cfg.presets, cfg.cluster_threshold, cfg.signals)[0],
             get_embedder(cfg.embedder),
             answer_fn=items[0].task.answer_key,
         )

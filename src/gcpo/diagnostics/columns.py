@@ -6,85 +6,73 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["SIGNAL_COLUMNS", "signal_plan", "make_scorers", "group_signals", "preset_columns"]
+__all__ = [
+    "RD_COLUMN",
+    "signal_label",
+    "signal_plan",
+    "column_descriptions",
+    "make_scorers",
+    "group_signals",
+    "preset_columns",
+]
 
-# name in the outputs -> what it is (higher = more uncertain for every one of them)
-SIGNAL_COLUMNS: dict[str, str] = {
-    "se_answer": "semantic entropy, answer clusters, likelihood-weighted (SEED-GRPO's signal)",
-    "se_embedding": "semantic entropy, embedding clusters (cosine >= threshold), likelihood-weighted",
-    "cosine_dispersion": "CD = 1 - ||mean unit embedding||",
-    "barycentric_transport": "BoT over segment point clouds",
-    "eigenscore": "EigenScore (INSIDE) of the completion embeddings",
-    "token_entropy": "mean next-token entropy of the completions",
-    "negative_log_likelihood": "mean of -l_i (length-normalised sequence NLL)",
-    "reward_dispersion": "RD, population std of the rewards (the calibrator)",
-}
-
-
-# Fields of a WeightingConfig that change a signal's value (the rest only shape the weight).
-_SIGNAL_FIELDS = (
-    "signal",
-    "se_clusterer",
-    "se_likelihood_weighting",
-    "cluster_threshold",
-    "completion_weighting",
-    "bot_max_segments",
-    "bot_support_size",
-    "bot_max_iter",
-    "eigenscore_alpha",
-)
+#: the calibrator's column (not a signal label: every table filters and partials on it)
+RD_COLUMN = "reward_dispersion"
 
 
-def _signal_key(config: Any) -> tuple[Any, ...]:
-    key = {f: getattr(config, f) for f in _SIGNAL_FIELDS}
-    if config.signal != "semantic_entropy" or config.se_clusterer != "embedding":
-        key["cluster_threshold"] = None
-    if config.signal != "semantic_entropy":
-        key.update(se_clusterer=None, se_likelihood_weighting=None)
-    if config.signal not in ("cosine_dispersion", "barycentric_transport"):
-        key["completion_weighting"] = None
-    if config.signal != "barycentric_transport":
-        key.update(bot_max_segments=None, bot_support_size=None, bot_max_iter=None)
-    if config.signal != "eigenscore":
-        key["eigenscore_alpha"] = None
-    return tuple(key.values())
+def signal_label(config: Any) -> str:
+    """The unique label of ``config``'s signal (``se_lik``, ``cd``, ``bot_seg16``, ...): the same
+    name the trainer's metrics (``gcpo/signal/<label>``) and ``gcpo signals`` use."""
+    from gcpo.signals import get_signal
+
+    return get_signal(config.signal).label_for(config)
 
 
 def signal_plan(
-    presets: Sequence[str], cluster_threshold: float = 0.9
+    presets: Sequence[str], cluster_threshold: float = 0.9, signals: Sequence[str] = ()
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Which WeightingConfig computes each output column, and which column each preset weights.
 
-    The baseline columns (:data:`SIGNAL_COLUMNS`) use the ``seed-grpo`` preset's settings for
-    semantic entropy (answer clusters, likelihood weighting; ``se_embedding`` swaps in the
-    embedding clusterer) and the ``gcpo`` preset's settings for everything else. A preset whose
-    signal settings match a column reuses it; otherwise it gets its own column ``u_<preset>``.
+    Columns are keyed by the signal's unique label. The baselines are semantic entropy as
+    SEED-GRPO computes it (``seed-grpo`` settings: answer clusters, likelihood weighting ->
+    ``se_lik``; with the embedding clusterer -> ``se_emb_lik``) and every other built-in signal
+    with the ``gcpo`` preset's settings (``cd``, ``bot``, ``eig``, ``te``, ``nll``), plus
+    ``signals`` (registered names or aliases, e.g. a plugin's) and RD (:data:`RD_COLUMN`). A
+    preset whose signal configuration is already a column reuses it; otherwise its label is a
+    column of its own.
     """
     import dataclasses
 
-    from gcpo.weighting import preset
+    from gcpo.presets import preset
+    from gcpo.scoring import resolve_signal_names
 
     seed, gcpo = preset("seed-grpo"), preset("gcpo")
-    columns: dict[str, Any] = {
-        "se_answer": seed,
-        "se_embedding": dataclasses.replace(
-            seed, se_clusterer="embedding", cluster_threshold=cluster_threshold
-        ),
-    }
-    for name in list(SIGNAL_COLUMNS)[2:]:
-        columns[name] = dataclasses.replace(gcpo, signal=name)
-    by_key = {_signal_key(c): name for name, c in columns.items()}
+    configs = [
+        seed,
+        dataclasses.replace(seed, se_clusterer="embedding", cluster_threshold=cluster_threshold),
+    ]
+    builtin = ["cosine_dispersion", "barycentric_transport", "eigenscore", "token_entropy",
+               "negative_log_likelihood"]  # fmt: skip
+    extra = [n for n in resolve_signal_names(list(signals)) if n not in builtin]
+    configs += [dataclasses.replace(gcpo, signal=name) for name in [*builtin, *extra]]
+    columns: dict[str, Any] = {signal_label(c): c for c in configs}
+    columns[RD_COLUMN] = dataclasses.replace(gcpo, signal="reward_dispersion")
     preset_column: dict[str, str] = {}
     for name in presets:
         config = preset(name)
         if config.signal == "none":
             continue
-        key = _signal_key(config)
-        if key not in by_key:
-            by_key[key] = f"u_{name}"
-            columns[f"u_{name}"] = config
-        preset_column[name] = by_key[key]
+        label = signal_label(config)
+        columns.setdefault(label, config)
+        preset_column[name] = label
     return columns, preset_column
+
+
+def column_descriptions(columns: dict[str, Any]) -> dict[str, str]:
+    """Column -> what it is (the registered description; higher = more uncertain)."""
+    from gcpo.signals import get_signal
+
+    return {col: get_signal(c.signal).description for col, c in columns.items()}
 
 
 def group_signals(groups: Any, scorers: list[tuple[Any, list[str]]]) -> dict[str, float]:
@@ -101,17 +89,12 @@ def group_signals(groups: Any, scorers: list[tuple[Any, list[str]]]) -> dict[str
 def make_scorers(
     columns: dict[str, Any], embedder: Any, answer_fn: Callable[[str], str | None] | None = None
 ) -> list[tuple[Any, list[str]]]:
-    """One GroupScorer per distinct signal setting, with the columns it fills. ``answer_fn`` is
-    the answer key of answer-clustered semantic entropy (the task kind's, as in training)."""
+    """One GroupScorer per column (columns are distinct signal configurations), with the column
+    it fills. ``answer_fn`` is the answer key of answer-clustered semantic entropy (the task
+    kind's, as in training)."""
     from gcpo.scoring import GroupScorer
 
-    merged: dict[tuple[Any, ...], tuple[Any, list[str]]] = {}
-    for col, config in columns.items():
-        key = _signal_key(config)
-        if key not in merged:
-            merged[key] = (GroupScorer(config, embedder, answer_fn), [])
-        merged[key][1].append(col)
-    return list(merged.values())
+    return [(GroupScorer(config, embedder, answer_fn), [col]) for col, config in columns.items()]
 
 
 def preset_columns(
@@ -124,12 +107,13 @@ def preset_columns(
     """
     import torch
 
-    from gcpo.weighting import group_weights_detailed, initial_state, preset
+    from gcpo.presets import preset
+    from gcpo.weighting import group_weights_detailed, initial_state
 
     out: list[dict[str, float]] = [{} for _ in rows]
     if not rows:
         return out
-    rd = torch.tensor([float(r["reward_dispersion"]) for r in rows], dtype=torch.float64)
+    rd = torch.tensor([float(r[RD_COLUMN]) for r in rows], dtype=torch.float64)
     group_size = torch.tensor([len(r["rewards"]) for r in rows])
     for name in presets:
         config = preset(name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.tasks.registry import TaskKind, get_task
 
 __all__ = ["Item", "load_items"]

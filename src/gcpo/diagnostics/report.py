@@ -38,7 +38,7 @@ __all__ = [
 TARGETS = {"grad_variance": "V", "grad_nsr": "NSR"}
 LENGTH = "mean_tokens"
 # the paper's claim: the geometric signals track gradient noise better than semantic entropy
-PAPER_PAIRS = (("cosine_dispersion", "se_answer"), ("barycentric_transport", "se_answer"))
+PAPER_PAIRS = (("cd", "se_lik"), ("bot", "se_lik"))
 # the partial correlation needs at least 4 points (3 for plain Spearman); below that the table
 # says n/a instead of printing the 0.0 that the statistics return for degenerate input
 MIN_GROUPS = 4

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.io import JsonlReport
 from gcpo.train.config import TrainConfig
 
@@ -50,10 +50,19 @@ def _locate_embedder(config: TrainConfig) -> str:
         return f"{name} (not used by this preset)"
     if name == "hashing":
         return "hashing (model-free)"
-    from gcpo.embedders import DEFAULT_EMBEDDER, default_model_path
+    from gcpo.embedders import (
+        _STATIC_ALIASES,
+        DEFAULT_EMBEDDER,
+        default_model_path,
+        static_model_path,
+    )
 
     if name == DEFAULT_EMBEDDER:
         return f"{name} ({default_model_path()})"
+    if name.lower() in _STATIC_ALIASES:
+        path = static_model_path(build=False)
+        built = "cached" if path.is_dir() else "distilled from MiniLM on first use, ~1 min"
+        return f"{name} ({path}, {built})"
     if Path(name).exists():
         return f"{name} (local directory)"
     return f"{name} (Hugging Face id, not checked offline)"

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gcpo import config as cfg
-from gcpo.config import ConfigError
 from gcpo.embedders import EmbedderConfig
+from gcpo.fields import ConfigError, coerce, field, tagged_fields
 from gcpo.tasks.registry import reward_names, synthetic_task_names
 from gcpo.weighting import WeightingConfig
 
@@ -36,155 +36,155 @@ class TrainConfig:
     """One GCPO/GRPO training run on TRL."""
 
     # -- what to train ---------------------------------------------------------------------
-    model: str = cfg.field(
+    model: str = field(
         "smollm2-135m-instruct",
         help="policy: 'smollm2-135m-instruct' (embedded, offline), 'tiny-random' (tests), a local "
         "HF directory or a hub id",
     )
-    preset: str = cfg.field(
+    preset: str = field(
         "gcpo",
         help="weighting preset (grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot); the "
         "'weighting' fields override it",
     )
-    weighting: WeightingConfig = cfg.field(
+    weighting: WeightingConfig = field(
         None,
         help="GCPO weighting (see gcpo.weighting.WeightingConfig): the preset's fields, then "
         "these (default: the preset's)",
     )
-    embedder: EmbedderConfig = cfg.field(
+    embedder: EmbedderConfig = field(
         default_factory=EmbedderConfig,
         help="sentence embedder for the geometric signals ('embedder: NAME' sets embedder.name)",
     )
-    extra_signals: list[str] = cfg.field(
+    extra_signals: list[str] = field(
         default_factory=list,
         help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
     )
     # -- data and reward --------------------------------------------------------------------
-    task: str = cfg.field(
+    task: str = field(
         "arithmetic",
         help="synthetic task when 'dataset' is empty: arithmetic, graded-arithmetic or passage-qa "
         "(or one registered in gcpo.tasks.registry)",
     )
-    task_options: dict[str, Any] = cfg.field(
+    task_options: dict[str, Any] = field(
         default_factory=dict,
         help="difficulty knobs of the synthetic task (arithmetic: digits, terms, ops; "
         "graded-arithmetic: levels, e.g. [1d+, 1d*, 1d-, 2d+]; passage-qa: facts)",
     )
-    dataset: str = cfg.field(
+    dataset: str = field(
         "",
         help="training data instead of a synthetic task: a JSONL file or a Hugging Face dataset "
         "id (rows need 'prompt' (text or chat messages) and the reward's columns, e.g. 'answer')",
     )
-    dataset_config: str = cfg.field("", help="Hugging Face dataset config name (if any)")
-    dataset_split: str = cfg.field("train", help="split of 'dataset' to train on")
-    eval_dataset: str = cfg.field(
+    dataset_config: str = field("", help="Hugging Face dataset config name (if any)")
+    dataset_split: str = field("train", help="split of 'dataset' to train on")
+    eval_dataset: str = field(
         "",
         help="held-out prompts (JSONL or hub id); empty = the synthetic task's held-out split, "
         "or the last num_eval_prompts rows of 'dataset' held out from training",
     )
-    eval_split: str = cfg.field("test", help="split of 'eval_dataset'")
-    prompt_field: str = cfg.field("prompt", help="column holding the prompt")
-    answer_field: str = cfg.field(
+    eval_split: str = field("test", help="split of 'eval_dataset'")
+    prompt_field: str = field("prompt", help="column holding the prompt")
+    answer_field: str = field(
         "answer", help="column holding the reference answer (renamed to 'answer' for rewards)"
     )
-    system_prompt: str = cfg.field(
+    system_prompt: str = field(
         "", help="system message prepended to plain-text prompts of 'dataset' (empty = none)"
     )
-    reward: str = cfg.field(
+    reward: str = field(
         "",
         help="reward function: empty = the task's own (synthetic) or 'math'; a task kind of "
         "gcpo.tasks.registry ('math' = gcpo.tasks.math_reward, 'qa' = 'qa-f1', 'qa-em', "
         "'arithmetic', 'passage-qa'), or 'module:function' with TRL's signature "
         "fn(prompts, completions, **columns); the kind also sets semantic entropy's answer key",
     )
-    num_train_prompts: int = cfg.field(
+    num_train_prompts: int = field(
         512,
         help="synthetic task: training prompts drawn (dataset: at most this many, 0 = all)",
         min=0,
     )
-    num_eval_prompts: int = cfg.field(
+    num_eval_prompts: int = field(
         32, help="held-out prompts scored before and after training (0 = skip)", min=0
     )
     # -- GRPO ---------------------------------------------------------------------------------
-    num_generations: int = cfg.field(
+    num_generations: int = field(
         4, help="G: completions per prompt (>= 2)", min=2, tags=("grpo",)
     )
-    max_steps: int = cfg.field(40, help="optimizer steps", min=1, tags=("grpo",))
-    learning_rate: float = cfg.field(1e-5, help="AdamW learning rate", min=0.0, tags=("grpo",))
-    per_device_train_batch_size: int = cfg.field(
+    max_steps: int = field(40, help="optimizer steps", min=1, tags=("grpo",))
+    learning_rate: float = field(1e-5, help="AdamW learning rate", min=0.0, tags=("grpo",))
+    per_device_train_batch_size: int = field(
         16,
         help="completions per device per micro-batch (TRL needs the global generation batch to be a "
         "multiple of num_generations)",
         min=1,
         tags=("grpo",),
     )
-    gradient_accumulation_steps: int = cfg.field(
+    gradient_accumulation_steps: int = field(
         1, help="micro-batches per optimizer step", min=1, tags=("grpo",)
     )
-    max_completion_length: int = cfg.field(
+    max_completion_length: int = field(
         32, help="new tokens per completion", min=1, tags=("grpo",)
     )
-    temperature: float = cfg.field(
+    temperature: float = field(
         1.0, help="sampling temperature of the completions", min=0.0, tags=("grpo",)
     )
-    beta: float = cfg.field(
+    beta: float = field(
         0.0, help="KL coefficient (0 = no reference model)", min=0.0, tags=("grpo",)
     )
-    loss_type: str = cfg.field(
+    loss_type: str = field(
         "dapo",
         help="TRL loss_type",
         choices=("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
         tags=("grpo",),
     )
-    scale_rewards: str = cfg.field(
+    scale_rewards: str = field(
         "group",
         help="TRL scale_rewards (advantage std)",
         choices=("group", "batch", "none"),
         tags=("grpo",),
     )
-    num_iterations: int = cfg.field(
+    num_iterations: int = field(
         1, help="policy updates per generation batch (mu)", min=1, tags=("grpo",)
     )
-    trl: dict[str, Any] = cfg.field(
+    trl: dict[str, Any] = field(
         default_factory=dict,
         help="extra trl.GRPOConfig keyword arguments passed through (e.g. use_vllm: true, "
         "bf16: true, gradient_checkpointing: true)",
     )
     # -- run ----------------------------------------------------------------------------------
-    seed: int = cfg.field(0, help="seed of data, sampling and initialisation", tags=("grpo",))
-    output_dir: str = cfg.field(
+    seed: int = field(0, help="seed of data, sampling and initialisation", tags=("grpo",))
+    output_dir: str = field(
         "runs/{preset}-{task}-{time}",
         help="run directory; {preset}, {task} and {time} are filled in",
         tags=("grpo",),
     )
-    save_steps: int = cfg.field(
+    save_steps: int = field(
         20,
         help="checkpoint every this many steps (resumable with --resume; 0 = only at the end)",
         min=0,
         tags=("grpo",),
     )
-    save_total_limit: int = cfg.field(
+    save_total_limit: int = field(
         2, help="checkpoints kept (oldest deleted)", min=1, tags=("grpo",)
     )
-    logging_steps: int = cfg.field(
+    logging_steps: int = field(
         1, help="log metrics every this many steps", min=1, tags=("grpo",)
     )
-    eval_max_new_tokens: int = cfg.field(
+    eval_max_new_tokens: int = field(
         32, help="greedy new tokens per held-out prompt in the before/after evaluation", min=1
     )
-    eval_batch_size: int = cfg.field(16, help="held-out prompts per generate() call", min=1)
-    torch_threads: int = cfg.field(
+    eval_batch_size: int = field(16, help="held-out prompts per generate() call", min=1)
+    torch_threads: int = field(
         0, help="torch intra-op CPU threads (0 = torch's default)", min=0
     )
-    plot: bool = cfg.field(True, help="write metrics.png (reward, weights, signals over steps)")
-    save_final: bool = cfg.field(True, help="save_pretrained the final model to RUN/final")
+    plot: bool = field(True, help="write metrics.png (reward, weights, signals over steps)")
+    save_final: bool = field(True, help="save_pretrained the final model to RUN/final")
     # -- reliability (docs/reliability.md) ------------------------------------------------------
-    skip_bad_rows: bool = cfg.field(
+    skip_bad_rows: bool = field(
         False,
         help="skip malformed / incomplete dataset rows (counted in data/skipped_rows) instead of "
         "stopping at the first one",
     )
-    reward_fail_fast: bool = cfg.field(
+    reward_fail_fast: bool = field(
         False,
         help="stop at the first reward that raises or returns NaN/inf/a wrong length, instead of "
         "treating those completions as unscorable (counted in gcpo/unscorable_frac/*)",
@@ -193,12 +193,12 @@ class TrainConfig:
     # raw keys that are not fields: the flat embedder setting of configs written before
     # EmbedderConfig was nested (run directories' config.yaml must stay loadable)
     config_aliases: ClassVar[dict[str, str]] = {"embedder_batch_size": "embedder.batch_size"}
-    config_preset: ClassVar[bool] = True
+    config_prepare = staticmethod(cfg.merge_preset)
 
     def __post_init__(self) -> None:
         # the preset's weighting unless one is given; a mapping overrides the preset's fields
         self.weighting = cfg.preset_weighting(self.preset, self.weighting)
-        self.embedder = cfg.coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
+        self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         tasks = synthetic_task_names()
         if isinstance(self.task, str) and self.task not in tasks:
             raise ConfigError(f"task: got {self.task!r}, allowed: {', '.join(tasks)}")
@@ -224,7 +224,7 @@ class TrainConfig:
 
 
 # the TrainConfig fields passed to trl.GRPOConfig under the same name (tagged "grpo" above)
-GRPO_FIELDS: tuple[str, ...] = cfg.tagged_fields(TrainConfig, "grpo")
+GRPO_FIELDS: tuple[str, ...] = tagged_fields(TrainConfig, "grpo")
 
 
 def load_train_config(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError
 from gcpo.io import DataError, JsonlReport
 from gcpo.tasks.registry import get_task, resolve_reward, trl_reward
 from gcpo.train.config import TrainConfig

@@ -22,13 +22,14 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError
+from gcpo.config import dump_yaml
+from gcpo.fields import ConfigError, validate
 from gcpo.io import JsonlReport, atomic_write_text
 from gcpo.rewards import RewardStats, safe_reward
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
@@ -181,6 +182,11 @@ def _train(
     from gcpo.trl.checkpoint import replace_dir
 
     t_start = time.perf_counter()
+    # transformers 5 deprecates the gradient_checkpointing names that TRL 1.16 still calls around
+    # every generation: one FutureWarning per step otherwise floods the console
+    warnings.filterwarnings(
+        "ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning
+    )
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     set_seed(config.seed)
@@ -328,7 +334,7 @@ def weight_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fresh_run_dir(config: TrainConfig, run_dir: str | Path | None = None) -> Path:
     """Validate ``config`` and return the directory of a new run; refuse one that holds a run."""
-    cfg.validate(config)
+    validate(config)
     out = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
     if last_checkpoint(out) is not None or (out / SUMMARY_FILE).is_file():
         raise ConfigError(
@@ -352,7 +358,7 @@ def run_training(
     out = fresh_run_dir(config, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.output_dir = str(out)
-    atomic_write_text(out / CONFIG_FILE, cfg.dump_yaml(config))
+    atomic_write_text(out / CONFIG_FILE, dump_yaml(config))
     return _train(config, out, None, callbacks)
 
 
@@ -387,5 +393,5 @@ def resume_training(
             f"{config.save_steps}); start it again instead"
         )
     if overrides:
-        atomic_write_text(run_dir / CONFIG_FILE, cfg.dump_yaml(config))
+        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
     return _train(config, run_dir, checkpoint, callbacks)

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,11 +49,12 @@ from trl import GRPOTrainer
 
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.io import atomic_write_text
+from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import RankNormalizerState, WeightingConfig, preset
+from gcpo.weighting import RankNormalizerState, WeightingConfig
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
@@ -181,7 +183,7 @@ class GCPOTrainer(GRPOTrainer):
         them by the applied ones, ``weight x advantage``."""
         logged = self._logs.get("advantages") if isinstance(self._logs, dict) else None
         n = weights.numel()
-        if logged is None or len(logged) < n:
+        if not isinstance(logged, deque) or len(logged) < n:
             return
         before = [logged.pop() for _ in range(n)][::-1]
         logged.extend((torch.tensor(before, dtype=torch.float64) * weights.double()).tolist())
@@ -254,17 +256,18 @@ class GCPOTrainer(GRPOTrainer):
                 f"calibration, {w.modulation} modulation, alpha {w.alpha:g})"
             )
         label = f"preset '{self.weighting_name}': " if self.weighting_name else ""
-        config = self.model.config
+        config: Any = getattr(self.model, "config", None)
         original = getattr(config, "_name_or_path", "")
         extra = ["gcpo", *([self.weighting_name] if self.weighting_name else [])]
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         self._name = f"GRPO with gcpo group weighting ({label}{what})"
         try:
-            if self.base_model:
+            if self.base_model and config is not None:
                 config._name_or_path = self.base_model
             super().create_model_card(model_name, dataset_name, [*tags, *extra])
         finally:
-            config._name_or_path = original
+            if config is not None:
+                config._name_or_path = original
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError
+from gcpo import fields as cfg  # the typed fields (field, validate, from_dict, to_dict)
 from gcpo.embedders import Embedder, EmbedderConfig, StaticEmbedder, get_embedder
+from gcpo.fields import ConfigError
+from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer, resolve_signal_names, short_name
 from gcpo.verl.decode import ByteLevelDecoder
-from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state, preset
+from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state
 
 __all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "StepResult", "weighting_for"]
 

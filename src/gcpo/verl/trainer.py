@@ -37,8 +37,7 @@ from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from gcpo import config as cfg
-from gcpo.config import ConfigError
+from gcpo.fields import ConfigError, from_dict
 from gcpo.verl.step import GCPOAdvantageStep, VerlGCPOConfig
 
 __all__ = ["TRAINER_MODE", "GCPOTrainer", "register", "settings_from_verl_config"]
@@ -58,7 +57,7 @@ def settings_from_verl_config(config: Any) -> VerlGCPOConfig:
         data = OmegaConf.to_container(section, resolve=True)  # type: ignore[assignment]
     else:
         raise ConfigError(f"trainer.v1.gcpo: expected a mapping, got {section!r}")
-    return cfg.from_dict(VerlGCPOConfig, data, prefix="trainer.v1.gcpo.")
+    return from_dict(VerlGCPOConfig, data, prefix="trainer.v1.gcpo.")
 
 
 def _sessions(keys: list[str]) -> list[str]:
@@ -140,7 +139,9 @@ class GCPOTrainer(PPOTrainerSync):
             fields += ["old_log_probs", "response_mask"]
         keys = list(batch.keys)
         tags = list(batch.tags)
+        t = time.perf_counter()
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=fields)
+        tq_get_s = time.perf_counter() - t
         uids = [str(u) for u in list(data["uid"])]
         advantages = data["advantages"]
         offsets = advantages.offsets()
@@ -170,9 +171,13 @@ class GCPOTrainer(PPOTrainerSync):
         )
         values = advantages.values() * torch.repeat_interleave(w_rows, lengths)
         weighted = torch.nested.nested_tensor_from_jagged(values, offsets)
+        # verl's GRPO sets returns = advantages (its metrics log both); keep that true
+        t = time.perf_counter()
         out = TensorDict({"advantages": weighted, "returns": weighted}, batch_size=len(keys))
         batch = tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=out)
         metrics.update(result.metrics)
+        metrics["gcpo/tq_get_s"] = tq_get_s
+        metrics["gcpo/tq_put_s"] = time.perf_counter() - t
         metrics["gcpo/total_s"] = time.perf_counter() - t0
         return batch
 
