@@ -33,22 +33,12 @@ if importlib.util.find_spec("verl") is None:
     )
 
 import torch  # noqa: E402
+from test_verl import TEXTS  # noqa: E402  (one set of sample responses for both files)
 from tiny_tokenizer import tiny_bpe, tiny_wordpiece  # noqa: E402
 
 from gcpo.fields import ConfigError  # noqa: E402
 from gcpo.scoring import Groups, GroupScorer  # noqa: E402
 from gcpo.weighting import initial_state  # noqa: E402
-
-TEXTS = [
-    "The answer is 4. So x = 2 and y = 3.",
-    "Step 1: add the numbers.\nStep 2: divide by two.",
-    "We compute 12 * 3 = 36, then 36 - 1 = 35.",
-    "Therefore the final answer is \\boxed{35}.",
-    "Is 91 prime? No, because 91 = 7 * 13.",
-    "The cat sat on the mat while the dog slept.",
-    "A paraphrase says the same thing in other words.",
-    "So x = 2.",
-]
 
 
 @pytest.fixture(scope="module")
