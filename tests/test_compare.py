@@ -269,7 +269,10 @@ def test_unfinished_run_without_its_heavy_dir_starts_again(tmp_path: Path) -> No
         '{"step": 0, "heldout_accuracy": 0.0}\n{"step": 2, "heldout_accuracy": 0.99}\n'
     )
     assert [s.state for s in plan_runs(c)] == ["fresh", "fresh"]
-    out = run_comparison(c, log=lambda *_: None)
+    logged: list[str] = []
+    out = run_comparison(c, log=logged.append)
+    # the gcpo arm is left to another invocation, not counted as done
+    assert "2 runs (0 done, 1 left to other invocations (--only))" in logged[0]
     # only the grpo arm was trained; the table lists both presets
     assert [s.state for s in out["runs"]] == ["done", "fresh"]
     assert [r["seeds_done"] for r in out["table"]] == [1, 0]

@@ -122,6 +122,30 @@ def test_cli_signals_and_analyze_load_the_plugin(plugin, tmp_path: Path) -> None
     assert main(["signals", "--plugin", "no_such_module_xyz", "-i", str(groups)]) == 2
 
 
+def test_train_records_its_plugin_and_resume_imports_it(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run whose weighting is a plugin's signal resumes with a bare ``--resume``."""
+    pytest.importorskip("trl")
+    import sys
+
+    from test_train_cli import TINY
+
+    from gcpo.cli import main
+    from gcpo.signals import SIGNALS
+
+    run = tmp_path / "run"
+    rc = main(["train", "--plugin", "custom_weighting", "--output", str(run), *TINY,
+               "weighting.signal=answer_spread", "max_steps=1", "save_steps=1", "--json"])  # fmt: skip
+    assert rc == 0
+    assert json.loads((run / "plugins.json").read_text()) == ["custom_weighting"]
+    # a new process: the plugin's registration is gone until something imports it again
+    del SIGNALS["answer_spread"]
+    sys.modules.pop("custom_weighting", None)
+    assert main(["train", "--resume", str(run), "max_steps=2", "--json"]) == 0
+    assert "answer_spread" in SIGNALS
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "gcpo/signal/answer_spread" in r] == [1, 2]
+
+
 @pytest.mark.slow
 def test_analyze_reports_a_registered_signal(plugin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("trl")

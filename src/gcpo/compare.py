@@ -255,7 +255,8 @@ def _check_results_dir(c: CompareConfig) -> dict[str, Any]:
         have = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint", {})
         key = _diff(have, fp)
         if key is not None:
-            old, new = have, fp
+            old: Any = have
+            new: Any = fp
             for part in key.split("."):
                 old = old.get(part) if isinstance(old, dict) else None
                 new = new.get(part) if isinstance(new, dict) else None
@@ -418,10 +419,10 @@ def _check_same_run(run_dir: Path, expected: Any) -> None:
     for key in (*_NOT_MEASURED, "output_dir"):
         have.pop(key, None)
         want.pop(key, None)
-    key = _diff(have, want)
-    if key is not None:
+    differs = _diff(have, want)
+    if differs is not None:
         raise ConfigError(
-            f"runs: {str(run_dir)!r} holds a run of another configuration ({key} differs); "
+            f"runs: {str(run_dir)!r} holds a run of another configuration ({differs} differs); "
             "delete it or use another runs directory"
         )
 
@@ -492,8 +493,11 @@ def run_comparison(c: CompareConfig, *, log: Any = print, train: bool = True) ->
         if not heldout:
             raise ConfigError("num_eval_prompts: the comparison needs held-out prompts (> 0)")
         reward_fn = load_reward(base)
+        done = sum(s.state == "done" for s in plan)
+        others = len(plan) - done - len(todo)  # unfinished runs of presets outside --only
+        left_out = f", {others} left to other invocations (--only)" if others else ""
         log(
-            f"gcpo compare: {len(plan)} runs ({len(plan) - len(todo)} done), "
+            f"gcpo compare: {len(plan)} runs ({done} done{left_out}), "
             f"{len(heldout)} held-out prompts every {c.eval_every} steps; results in {c.results}"
         )
         for i, status in enumerate(todo):
@@ -561,7 +565,11 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
     runs = {(p, s): _load_run(results, run_name(p, s)) for p in c.presets for s in c.seeds}
     rows = []
     for preset in c.presets:
-        done = {s: runs[preset, s] for s in c.seeds if runs[preset, s] is not None}
+        done: dict[int, dict[str, Any]] = {}
+        for s in c.seeds:
+            run = runs[preset, s]
+            if run is not None:
+                done[s] = run
         finals = [r["final_accuracy"] for r in done.values() if r["final_accuracy"] is not None]
         areas = [r["area"] for r in done.values() if r["area"] is not None]
         row: dict[str, Any] = {"preset": preset, "seeds_done": len(done), "seeds": len(c.seeds)}

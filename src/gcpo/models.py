@@ -93,7 +93,7 @@ def _convert_default(out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The GGUF loader marks the model as quantised; the weights are already dequantised to
     # float, and save_pretrained refuses a "quantised" model, so drop the marker.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (typed as a module attribute)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -183,6 +183,6 @@ def load_policy(
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if device:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers types to() via a decorator
     model.eval()
     return model, tokenizer

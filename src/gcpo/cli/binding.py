@@ -87,7 +87,7 @@ class Binding:
 
     def _flags(self) -> list[tuple[str, str, str, dataclasses.Field[Any] | None, Any]]:
         """(flag, dest, dotted path, field, type) for every flag this binding adds."""
-        out = []
+        out: list[tuple[str, str, str, dataclasses.Field[Any] | None, Any]] = []
         hints = typing.get_type_hints(self.cls)
         for f in dataclasses.fields(self.cls):
             tp = hints.get(f.name, Any)

@@ -117,7 +117,6 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.fields import ConfigError
-    from gcpo.plugins import load_plugins
     from gcpo.train.run import resume_training, run_training
 
     bound = binding()
@@ -127,15 +126,14 @@ def run(args: argparse.Namespace) -> int:
                 "--resume: the run's own config.yaml is used; pass only KEY=VALUE overrides "
                 "such as max_steps=80"
             )
-        load_plugins(args.plugin)
-        summary = resume_training(args.resume, bound.overrides(args))
+        summary = resume_training(args.resume, bound.overrides(args), plugins=args.plugin)
     else:
         config = bound.load(args, path=_config_path(bound.config_path(args), args))
         if args.check:
             from gcpo.train.check import check_training
 
             return _print_check(check_training(config), args.json)
-        summary = run_training(config)
+        summary = run_training(config, plugins=args.plugin)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

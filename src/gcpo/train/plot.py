@@ -57,7 +57,11 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | Path, *, title: str = "
         if len(lo) == len(xs) and len(hi) == len(xs):
             ax.fill_between(xs, lo, hi, alpha=0.25, label="weight min..max")
     ax.set_ylabel("group weight")
-    ax.legend(loc="best", fontsize=8)
+    if xs:
+        ax.legend(loc="best", fontsize=8)
+    else:  # gcpo/weight_* are logged only in steps with an active group (RD > 0)
+        ax.text(0.5, 0.5, "no step had a group with RD > 0", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)  # fmt: skip
     ax = axes[2]
     keys = ["gcpo/reward_dispersion", "gcpo/frac_zero_reward_dispersion"]
     keys += sorted({k for r in rows for k in r if k.startswith("gcpo/signal/")})

@@ -3,6 +3,7 @@
 Read top to bottom, one run is::
 
     run_dir/config.yaml      resolved config (written before anything heavy is loaded)
+    run_dir/plugins.json     the --plugin modules, when any (imported again on resume)
     held-out reward before   greedy decoding on num_eval_prompts held-out prompts
     GCPOTrainer.train()      TRL GRPO loop with GCPO weights; checkpoint-N/ every save_steps
                              (each with gcpo_state.json = the rank-normalisation window)
@@ -31,6 +32,7 @@ from typing import Any
 from gcpo.config import dump_yaml
 from gcpo.fields import ConfigError, validate
 from gcpo.io import JsonlReport, atomic_write_text
+from gcpo.plugins import load_plugins
 from gcpo.rewards import RewardStats, safe_reward
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.yaml"
+PLUGINS_FILE = "plugins.json"  # the --plugin modules of the run, imported again on resume
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -349,17 +352,30 @@ def run_training(
     *,
     run_dir: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    plugins: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train a fresh run of ``config``; returns the summary dict (also in summary.json).
 
     ``callbacks``: extra ``transformers.TrainerCallback`` instances (``gcpo compare`` adds its
-    held-out evaluation this way).
+    held-out evaluation this way). ``plugins``: the ``--plugin`` modules the run was started
+    with (already imported); recorded in the run directory so that a resume imports them again.
     """
     out = fresh_run_dir(config, run_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.output_dir = str(out)
+    _record_plugins(out, plugins)
     atomic_write_text(out / CONFIG_FILE, dump_yaml(config))
     return _train(config, out, None, callbacks)
+
+
+def _record_plugins(run_dir: Path, plugins: Sequence[str]) -> list[str]:
+    """Union of the run's recorded ``--plugin`` modules and ``plugins``, written back if it grew."""
+    path = run_dir / PLUGINS_FILE
+    recorded: list[str] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    union = recorded + [p for p in plugins if p not in recorded]
+    if union != recorded:
+        atomic_write_text(path, json.dumps(union) + "\n")
+    return union
 
 
 def resume_training(
@@ -367,10 +383,12 @@ def resume_training(
     overrides: list[str] | None = None,
     *,
     callbacks: Sequence[Any] = (),
+    plugins: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its newest checkpoint (config from config.yaml).
 
     ``overrides`` may raise ``max_steps`` (to train longer) but nothing that changes the run.
+    The ``--plugin`` modules the run was started with are imported again, with ``plugins``.
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
@@ -385,6 +403,8 @@ def resume_training(
                 f"--resume: override {item!r} would change the run; only {', '.join(sorted(allowed))} "
                 "may be overridden when resuming"
             )
+    # the run's --plugin modules first: its config may name a signal or task they register
+    load_plugins(_record_plugins(run_dir, plugins))
     config = load_train_config(run_dir / CONFIG_FILE, overrides or [])
     checkpoint = last_checkpoint(run_dir)
     if checkpoint is None:
