@@ -99,3 +99,58 @@ def test_markdown_table_and_too_few_groups():
 def test_rows_to_csv_formats_floats_and_keeps_column_order():
     text = rows_to_csv([{"a": 1.0 / 3, "b": "x"}, {"b": "y", "c": 2}])
     assert text.splitlines() == ["a,b,c", "0.333333,x,", ",y,2"]
+
+
+def _leveled_rows(n_per_level=40, seed=0):
+    """Two difficulty levels; within a level the signal is noise, but the hard level has both a
+    larger signal and a larger V: pooled, the signal 'tracks' V through the level alone."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for li, level in enumerate(["easy", "hard"]):
+        for i in range(n_per_level):
+            v = float(rng.uniform(1, 2)) + 5 * li
+            rows.append(
+                {
+                    "prompt_id": f"{level}{i}",
+                    "level": level,
+                    "reward_dispersion": float(rng.uniform(0.1, 0.5)),
+                    "grad_variance": v,
+                    "grad_nsr": float(rng.uniform(1, 2)),
+                    "confounded": float(rng.normal()) + 5 * li,
+                    "within": v + 0.1 * float(rng.normal()),
+                    "mean_tokens": float(rng.integers(3, 30)),
+                }
+            )
+    rows.append({**rows[0], "prompt_id": "flat", "reward_dispersion": 0.0, "level": "third"})
+    return rows
+
+
+def test_level_rows_separate_a_difficulty_confound():
+    from gcpo.diagnostics.report import level_markdown, level_rows
+
+    rows = _leveled_rows()
+    lv = level_rows(rows, ["confounded", "within"], n_resamples=200)
+    conf = next(r for r in lv if r["signal"] == "confounded" and r["target"] == "V")
+    within = next(r for r in lv if r["signal"] == "within" and r["target"] == "V")
+    # the RD = 0 group (and its level) is out; the per-level rhos are plain Spearman on the level
+    assert conf["levels"] == ["easy", "hard"] and conf["n_groups"] == 80
+    easy = [r for r in rows if r["level"] == "easy"]
+    assert conf["rho_easy"] == pytest.approx(
+        spearman([r["confounded"] for r in easy], [r["grad_variance"] for r in easy])
+    )
+    assert spearman([r["confounded"] for r in rows[:80]], [r["grad_variance"] for r in rows[:80]]) > 0.5
+    # given the level (with RD and length) the confounded signal no longer tracks V
+    assert conf["ci_low"] < 0 < conf["ci_high"] and abs(conf["partial_given_rd_len_level"]) < 0.3
+    assert within["partial_given_rd_len_level"] > 0.9 and within["ci_low"] > 0.8
+    md = level_markdown(lv, n_groups=80)
+    assert "| within |" in md and "easy (n=40)" in md
+    # the paired difference of the level-adjusted partials
+    comp = level_rows(rows, ["within", "confounded"], pairs=[("within", "confounded")], n_resamples=100)
+    diff = next(r for r in comp if r.get("versus") == "confounded" and r["target"] == "V")
+    assert diff["difference"] == pytest.approx(
+        within["partial_given_rd_len_level"] - conf["partial_given_rd_len_level"]
+    )
+    assert diff["ci_low"] > 0
+    # no level column (or a single level): nothing to separate
+    assert level_rows([{k: v for k, v in r.items() if k != "level"} for r in rows], ["within"]) == []
+    assert level_rows([r for r in rows if r["level"] == "easy"], ["within"]) == []

@@ -308,6 +308,10 @@ out = Path(sys.argv[1])
 trainer = _trainer(out, max_steps=int(sys.argv[2]))
 ckpt = sys.argv[3] if len(sys.argv) > 3 else None
 trainer.train(resume_from_checkpoint=ckpt)
+import torch.distributed as dist
+if dist.is_initialized():  # an orderly gloo teardown (no "terminate called" at exit)
+    dist.barrier()
+    dist.destroy_process_group()
 """
 
 
@@ -323,7 +327,8 @@ def test_two_processes_publish_complete_checkpoints(tmp_path: Path) -> None:
 
     def launch(*args: str) -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-        cmd += ["--master_port", "29547", str(script), str(out), *args]
+        # --standalone: a free port per launch, so concurrent test runs cannot collide
+        cmd += ["--standalone", str(script), str(out), *args]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -343,10 +343,13 @@ def write_report(
 ) -> list[dict[str, Any]]:
     """Write groups.csv, correlations.{md,csv} and scatter plots from the per-group rows."""
     from gcpo.diagnostics.report import (
+        TARGETS,
         comparison_markdown,
         comparison_rows,
         correlation_rows,
         correlations_markdown,
+        level_markdown,
+        level_rows,
         rows_to_csv,
         scatter_plot,
     )
@@ -397,6 +400,19 @@ def write_report(
             + comparison_markdown(comp_o, n_groups=n_inf)
         )
         comp_md += "\n" + comparison_markdown(comp_o, n_groups=n_inf)
+    # difficulty level as a third confound (task kinds with levels): both objectives at once
+    all_targets = dict(TARGETS)
+    if table and all(f"grad_variance_{other}" in r for r in table):
+        all_targets |= {f"grad_variance_{other}": f"V[{other}]", f"grad_nsr_{other}": f"NSR[{other}]"}
+    lv = level_rows(table, signals, n_resamples=cfg.bootstrap, seed=cfg.seed, targets=all_targets)
+    if lv:
+        md += "\n#### Difficulty level held fixed too\n\n" + level_markdown(
+            lv, n_groups=n_inf, targets=all_targets
+        )
+        atomic_write_text(
+            out / "levels.csv",
+            rows_to_csv([{k: v for k, v in r.items() if k != "levels"} for r in lv]),
+        )
     atomic_write_text(out / "correlations.csv", rows_to_csv(corr))
     atomic_write_text(out / "comparison.csv", rows_to_csv(comp))
     atomic_write_text(out / "comparison.md", comp_md)

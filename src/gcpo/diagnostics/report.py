@@ -21,6 +21,7 @@ from gcpo.diagnostics.stats import (
     bootstrap_ci,
     correlate,
     partial_spearman,
+    spearman,
     spearman_difference,
 )
 
@@ -31,12 +32,15 @@ __all__ = [
     "correlations_markdown",
     "comparison_rows",
     "comparison_markdown",
+    "level_rows",
+    "level_markdown",
     "rows_to_csv",
     "scatter_plot",
 ]
 
 TARGETS = {"grad_variance": "V", "grad_nsr": "NSR"}
 LENGTH = "mean_tokens"
+LEVEL = "level"  # a task kind's difficulty level (graded-arithmetic, MATH levels), when it has one
 # the paper's claim: the geometric signals track gradient noise better than semantic entropy
 PAPER_PAIRS = (("cd", "se_lik"), ("bot", "se_lik"))
 # the partial correlation needs at least 4 points (3 for plain Spearman); below that the table
@@ -88,12 +92,6 @@ def correlation_rows(
     return out
 
 
-def _partial_rd_len_difference(
-    a: object, b: object, y: object, rd: object, length: object
-) -> float:
-    return partial_spearman(a, y, rd, length) - partial_spearman(b, y, rd, length)
-
-
 def comparison_rows(
     rows: Sequence[dict[str, Any]],
     pairs: Sequence[tuple[str, str]] = PAPER_PAIRS,
@@ -127,9 +125,9 @@ def comparison_rows(
                 spearman_difference, a, b, y, n_resamples=n_resamples, seed=seed
             )
             if length is not None:
-                row["partial_difference"] = _partial_rd_len_difference(a, b, y, rd, length)
+                row["partial_difference"] = _partial_difference(a, b, y, rd, length)
                 row["partial_ci_low"], row["partial_ci_high"] = bootstrap_ci(
-                    _partial_rd_len_difference, a, b, y, rd, length,
+                    _partial_difference, a, b, y, rd, length,
                     n_resamples=n_resamples, seed=seed,
                 )  # fmt: skip
             out.append(row)
@@ -160,6 +158,126 @@ def comparison_markdown(comp: Sequence[dict[str, Any]], *, n_groups: int) -> str
             f"| {r['signal']} − {r['versus']} | {r['target']} | "
             f"{_fmt(r['difference'], r['ci_low'], r['ci_high'])} | {partial} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def _partial_difference(a: object, b: object, y: object, *covariates: object) -> float:
+    return partial_spearman(a, y, *covariates) - partial_spearman(b, y, *covariates)
+
+
+def level_rows(
+    rows: Sequence[dict[str, Any]],
+    signals: Sequence[str],
+    *,
+    pairs: Sequence[tuple[str, str]] = PAPER_PAIRS,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    targets: Mapping[str, str] = TARGETS,
+) -> list[dict[str, Any]]:
+    """Difficulty level as a third confound, for rows that carry a ``level`` (two or more levels
+    among the groups with RD > 0; else ``[]``).
+
+    Per signal and target: Spearman rho inside each level (``rho_<level>``, ``n_<level>``) and
+    the partial rho given RD, mean completion length and the level (one indicator per level but
+    the first) jointly, with a bootstrap CI. Per pair ``(a, b)`` of ``pairs`` (rows with a
+    ``versus`` key): the difference of those partial rhos with a paired bootstrap CI.
+    """
+    used = _informative(rows)
+    if not used or not all(r.get(LEVEL) is not None for r in used):
+        return []
+    levels = sorted({str(r[LEVEL]) for r in used})
+    if len(levels) < 2:
+        return []
+    covariates = [[float(r["reward_dispersion"]) for r in used]]
+    if all(LENGTH in r for r in used):
+        covariates.append([float(r[LENGTH]) for r in used])
+    covariates += [[float(str(r[LEVEL]) == lv) for r in used] for lv in levels[1:]]
+    by_level = {lv: [r for r in used if str(r[LEVEL]) == lv] for lv in levels}
+    out: list[dict[str, Any]] = []
+    for name in signals:
+        x = [float(r[name]) for r in used]
+        for target, label in targets.items():
+            y = [float(r[target]) for r in used]
+            row: dict[str, Any] = {
+                "signal": name, "target": label, "n_groups": len(used), "levels": levels,
+            }  # fmt: skip
+            for lv, sub in by_level.items():
+                row[f"n_{lv}"] = len(sub)
+                row[f"rho_{lv}"] = spearman(
+                    [float(r[name]) for r in sub], [float(r[target]) for r in sub]
+                )
+            row["partial_given_rd_len_level"] = partial_spearman(x, y, *covariates)
+            row["ci_low"], row["ci_high"] = bootstrap_ci(
+                partial_spearman, x, y, *covariates, n_resamples=n_resamples, seed=seed
+            )
+            out.append(row)
+    for a_name, b_name in pairs:
+        if a_name not in used[0] or b_name not in used[0]:
+            continue
+        a = [float(r[a_name]) for r in used]
+        b = [float(r[b_name]) for r in used]
+        for target, label in targets.items():
+            y = [float(r[target]) for r in used]
+            diff: dict[str, Any] = {
+                "signal": a_name, "versus": b_name, "target": label, "n_groups": len(used),
+                "difference": _partial_difference(a, b, y, *covariates),
+            }  # fmt: skip
+            diff["ci_low"], diff["ci_high"] = bootstrap_ci(
+                _partial_difference, a, b, y, *covariates, n_resamples=n_resamples, seed=seed
+            )
+            out.append(diff)
+    return out
+
+
+def level_markdown(
+    lv_rows: Sequence[dict[str, Any]], *, n_groups: int, targets: Mapping[str, str] = TARGETS
+) -> str:
+    """Markdown of :func:`level_rows`: per-level rho against the first target, the partial rhos
+    given RD, length and level against every target, then the paired differences."""
+    signal_rows = [r for r in lv_rows if "versus" not in r]
+    if not signal_rows or n_groups < MIN_GROUPS:
+        return ""
+    levels = signal_rows[0]["levels"]
+    first = next(iter(targets.values()))
+    by_signal: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in signal_rows:
+        by_signal.setdefault(r["signal"], {})[r["target"]] = r
+    head = signal_rows[0]
+    lines = [
+        f"Within difficulty level, over the {n_groups} groups with RD > 0: Spearman rho against "
+        f"{first} inside each level, and the partial rho given RD, mean completion length and "
+        "the level jointly (one indicator per level), [bootstrap 95 % CI].",
+        "",
+        "| signal | "
+        + " | ".join(f"rho vs {first} in {lv} (n={head[f'n_{lv}']})" for lv in levels)
+        + " | "
+        + " | ".join(f"partial vs {label} given RD, len, level" for label in targets.values())
+        + " |",
+        "|---|" + "---|" * (len(levels) + len(targets)),
+    ]
+    for name, t in by_signal.items():
+        cells = [f"{t[first][f'rho_{lv}']:+.2f}" for lv in levels]
+        cells += [
+            _fmt(t[label]["partial_given_rd_len_level"], t[label]["ci_low"], t[label]["ci_high"])
+            for label in targets.values()
+            if label in t
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    pair_rows = [r for r in lv_rows if "versus" in r]
+    if pair_rows:
+        lines += [
+            "",
+            "The paper's comparison with the level held fixed as well: difference of the partial "
+            "rhos given RD, length and level, [paired bootstrap 95 % CI].",
+            "",
+            "| signal − versus | target | partial difference (RD, length, level) |",
+            "|---|---|---|",
+        ]
+        for r in pair_rows:
+            lines.append(
+                f"| {r['signal']} − {r['versus']} | {r['target']} | "
+                f"{_fmt(r['difference'], r['ci_low'], r['ci_high'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
