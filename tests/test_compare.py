@@ -303,3 +303,21 @@ def test_cli_status_and_table_only_from_results(tmp_path: Path, capsys) -> None:
     assert "| gcpo | 2/3 |" in out and "+0.050" in out  # paired mean over the 2 finished seeds
     assert (results / "table.md").is_file() and (results / "table.csv").is_file()
     assert main(["compare", "no-such-comparison", "--status"]) == 2
+
+
+def test_compact_results_are_not_ignored_by_git() -> None:
+    """The per-run curves and summaries under ``<results>/runs/`` are meant to be committed; only
+    the heavy top-level ``runs/`` directory is ignored."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(rel: str) -> bool:
+        proc = subprocess.run(["git", "check-ignore", "-q", rel], cwd=repo, check=False)
+        return proc.returncode == 0
+
+    assert not ignored("docs/results/compare-arithmetic/runs/grpo-s0/curve.jsonl")
+    assert ignored("runs/compare-arithmetic/grpo-s0/config.yaml")
