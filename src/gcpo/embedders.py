@@ -66,6 +66,7 @@ __all__ = [
     "default_model_path",
     "encoder_token_vectors",
     "get_embedder",
+    "is_static_embedder",
     "segment_text",
     "static_model_path",
     "static_vectors",
@@ -409,6 +410,11 @@ class SentenceEmbedder:
 
 STATIC_EMBEDDER = "static-minilm"
 _STATIC_ALIASES = ("static-minilm", "static")
+
+
+def is_static_embedder(name: str) -> bool:
+    """True for the names that select the cached static embedder distilled from MiniLM."""
+    return name in _STATIC_ALIASES
 # Bump when the distillation recipe changes: the cache directory name carries it.
 _STATIC_VERSION = "v1"
 _STATIC_PCA_DIMS = 256
@@ -793,7 +799,7 @@ def get_embedder(spec: str | EmbedderConfig | Embedder | None = None) -> Embedde
             raise ConfigError(f"embedder.{exc}") from None
         if spec.name == "hashing":
             return HashingEmbedder()
-        if spec.name in _STATIC_ALIASES:
+        if is_static_embedder(spec.name):
             return StaticEmbedder.load(static_model_path(), device=spec.device)
         local = Path(spec.name).expanduser()
         if (local / "model.safetensors").is_file() and not (local / "modules.json").is_file():

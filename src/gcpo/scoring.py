@@ -356,7 +356,7 @@ class ScoreResult:
     timings: dict[str, float]
     active: torch.Tensor
     fallback: bool = False
-    state: Any = None
+    state: RankNormalizerState | dict[str, Any] | None = None  # a weight function's state: dict
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -384,8 +384,9 @@ def write_report(
     # the other objective, from the same gradients rescaled by the completion lengths (rows
     # written before these columns existed have none: then this part is left out)
     other = "sum" if cfg.objective == "mean" else "mean"
-    if table and all(f"grad_variance_{other}" in r for r in table):
-        targets = {f"grad_variance_{other}": f"V[{other}]", f"grad_nsr_{other}": f"NSR[{other}]"}
+    has_other = bool(table) and all(f"grad_variance_{other}" in r for r in table)
+    targets = {f"grad_variance_{other}": f"V[{other}]", f"grad_nsr_{other}": f"NSR[{other}]"}
+    if has_other:
         corr_o = correlation_rows(
             table, signals, n_resamples=cfg.bootstrap, seed=cfg.seed, targets=targets
         )
@@ -401,9 +402,7 @@ def write_report(
         )
         comp_md += "\n" + comparison_markdown(comp_o, n_groups=n_inf)
     # difficulty level as a third confound (task kinds with levels): both objectives at once
-    all_targets = dict(TARGETS)
-    if table and all(f"grad_variance_{other}" in r for r in table):
-        all_targets |= {f"grad_variance_{other}": f"V[{other}]", f"grad_nsr_{other}": f"NSR[{other}]"}
+    all_targets = {**TARGETS, **(targets if has_other else {})}
     lv = level_rows(table, signals, n_resamples=cfg.bootstrap, seed=cfg.seed, targets=all_targets)
     if lv:
         md += "\n#### Difficulty level held fixed too\n\n" + level_markdown(
@@ -422,7 +421,7 @@ def write_report(
         shown += [c for c in ("cal_gcpo", "cal_seed-grpo") if c in signals] + ["reward_dispersion"]
         shown += ["mean_tokens"]  # the length confound, in the same picture
         plots_of = [("grad_variance", "V"), ("grad_nsr", "NSR")]
-        if table and all(f"grad_variance_{other}" in r for r in table):
+        if has_other:
             plots_of += [(f"grad_variance_{other}", f"V_{other}"), (f"grad_nsr_{other}", f"NSR_{other}")]
         for target, label in plots_of:
             scatter_plot(

@@ -51,15 +51,15 @@ def _locate_embedder(config: TrainConfig) -> str:
     if name == "hashing":
         return "hashing (model-free)"
     from gcpo.embedders import (
-        _STATIC_ALIASES,
         DEFAULT_EMBEDDER,
         default_model_path,
+        is_static_embedder,
         static_model_path,
     )
 
     if name == DEFAULT_EMBEDDER:
         return f"{name} ({default_model_path()})"
-    if name.lower() in _STATIC_ALIASES:
+    if is_static_embedder(name):
         path = static_model_path(build=False)
         built = "cached" if path.is_dir() else "distilled from MiniLM on first use, ~1 min"
         return f"{name} ({path}, {built})"
