@@ -565,11 +565,7 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
     runs = {(p, s): _load_run(results, run_name(p, s)) for p in c.presets for s in c.seeds}
     rows = []
     for preset in c.presets:
-        done: dict[int, dict[str, Any]] = {}
-        for s in c.seeds:
-            run = runs[preset, s]
-            if run is not None:
-                done[s] = run
+        done = {s: run for s in c.seeds if (run := runs[preset, s]) is not None}
         finals = [r["final_accuracy"] for r in done.values() if r["final_accuracy"] is not None]
         areas = [r["area"] for r in done.values() if r["area"] is not None]
         row: dict[str, Any] = {"preset": preset, "seeds_done": len(done), "seeds": len(c.seeds)}
