@@ -23,7 +23,7 @@ from gcpo.signals import (
     semantic_entropy,
 )
 from gcpo.tasks import extract_answer
-from gcpo.weighting import RankNormalizerState, WeightingConfig
+from gcpo.weighting import WeightingConfig, WeightingState
 
 
 class SpyEmbedder(HashingEmbedder):
@@ -288,7 +288,7 @@ def test_degenerate_groups_give_finite_values() -> None:
 def test_score_reports_everything_and_updates_the_callers_rank_state() -> None:
     g = make_groups()
     cfg = preset("gcpo")
-    state = RankNormalizerState(window=cfg.rank_window)
+    state = WeightingState(window=cfg.rank_window)
     scorer = GroupScorer(cfg, embedder="hashing")
     res = scorer.score(g, state, extra_signals="se,bot")
     assert isinstance(res, ScoreResult) and res.state is state and len(state) == 2
@@ -322,13 +322,17 @@ def test_calibration_favours_groups_whose_rewards_separate_the_completions() -> 
     # identical texts in both groups -> identical CD; only the rewards differ
     comps = [["alpha beta", "gamma delta", "alpha gamma"]] * 2
     g = Groups.from_lists(["p", "q"], comps, [[1, 0, 1], [0, 0, 0.5]])
-    res = GroupScorer(preset("gcpo"), embedder="hashing").score(g)
+    product = WeightingConfig(calibration="product", modulation="linear", rd_max=None)
+    res = GroupScorer(product, embedder="hashing").score(g)
     assert res.signals["cosine_dispersion"][0] == res.signals["cosine_dispersion"][1]
     assert res.reward_dispersion[0] > res.reward_dispersion[1] > 0
     assert res.calibrated[0] < res.calibrated[1]
     assert res.weights[0] > res.weights[1]
     # renormalisation: mean weight over groups with RD > 0 is 1
     assert res.weights.mean().item() == pytest.approx(1.0, rel=1e-5)
+    # gcpo's residual calibration takes out what RD predicts: equal disagreement, equal weight
+    res = GroupScorer(preset("gcpo"), embedder="hashing").score(g)
+    assert res.weights[0] == res.weights[1] == pytest.approx(1.0)
 
 
 def test_geometry_separates_groups_that_semantic_entropy_ties() -> None:

@@ -429,3 +429,66 @@ def test_model_card_names_base_model_and_weighting(tmp_path: Path) -> None:
     assert "- gcpo" in card  # tag
     # the model's own config is left as it was
     assert trainer.model.config._name_or_path != "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def vowel_reward(prompts, completions, **kwargs):
+    """Graded in [0, 1] and varying within groups of the tiny random model: share of vowels."""
+    out = []
+    for c in completions:
+        text = c[-1]["content"] if isinstance(c, list) else c
+        out.append(sum(ch in "aeiou" for ch in text) / max(len(text), 1))
+    return out
+
+
+def _scaled(a: float, c: float):
+    def reward(prompts, completions, **kwargs):
+        return [a * r + c for r in vowel_reward(prompts, completions, **kwargs)]
+
+    reward.__name__ = f"length_x{a:g}_plus{c:g}"
+    return reward
+
+
+def test_gcpo_weights_are_identical_on_any_reward_scale(tmp_path: Path) -> None:
+    """[0, 1], two [0, 1] functions summed ([0, 2]), [-1, 1] and [0, 10]: the same weights
+    (rd_max: null takes the scale from the rewards seen), and they are not all 1."""
+    from tiny_trl import tiny_grpo_args
+
+    from gcpo.models import load_policy
+
+    def run(name: str, funcs: list) -> list[torch.Tensor]:
+        model, tok = load_policy("tiny-random")
+        ds = __import__("datasets").Dataset.from_list(make_task("arithmetic", 32, seed=0))
+        trainer = Recording(
+            model=model,
+            processing_class=tok,
+            reward_funcs=funcs,
+            args=tiny_grpo_args(tmp_path / name, num_generations=G, per_device_train_batch_size=16, max_steps=2),
+            train_dataset=ds,
+            weighting="gcpo",
+            embedder="hashing",
+        )
+        trainer.train()
+        assert trainer.gcpo_counts["rd_clipped"] == 0
+        return [rec["weights"] for rec in trainer.records]
+
+    ref = run("unit", [vowel_reward])
+    assert len(set(ref[0].tolist())) > 2  # the weighting acts
+    for name, funcs in (
+        ("summed", [vowel_reward, vowel_reward]),
+        ("pm1", [_scaled(2.0, -1.0)]),
+        ("ten", [_scaled(10.0, 0.0)]),
+    ):
+        for a, b in zip(ref, run(name, funcs), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0), name
+
+
+def test_a_step_the_weighting_cannot_change_is_said_once_and_counted(tmp_path: Path, caplog) -> None:
+    # per_device_train_batch_size 2 with G = 2: one group per step, so renormalisation gives 1
+    with caplog.at_level("WARNING", logger="gcpo.trl.trainer"):
+        trainer = make_trainer(tmp_path, per_device_train_batch_size=2, max_steps=3)
+        trainer.train()
+    inert = [r["gcpo/inert_step"] for r in trainer.state.log_history if "gcpo/inert_step" in r]
+    assert inert == [1.0, 1.0, 1.0]
+    assert trainer.gcpo_counts["inert_steps"] == 3
+    said = [r for r in caplog.records if "cannot change the update" in r.getMessage()]
+    assert len(said) == 1

@@ -15,8 +15,8 @@ from gcpo import config as cfg
 from gcpo import fields
 from gcpo.presets import PRESET_DIR, available_presets, preset
 from gcpo.weighting import (
-    RankNormalizerState,
     WeightingConfig,
+    WeightingState,
     group_weights,
     group_weights_detailed,
     initial_state,
@@ -42,11 +42,12 @@ def test_presets_exist_and_match_the_spec() -> None:
     g = preset("gcpo")
     assert (g.signal, g.calibration, g.normalization, g.modulation, g.renormalize) == (
         "cosine_dispersion",
-        "product",
+        "residual",
         "rank",
-        "linear",
+        "exp",
         True,
     )
+    assert g.rd_max is None  # auto: half the reward range seen
     bot = preset("gcpo-bot")
     assert bot.signal == "barycentric_transport"
     assert fields.to_dict(bot) | {"signal": "cosine_dispersion"} == fields.to_dict(g)
@@ -103,7 +104,7 @@ def test_help_lines_cover_every_field() -> None:
 
 
 def test_rank_mid_rank_definition() -> None:
-    st = RankNormalizerState(window=10)
+    st = WeightingState(window=10)
     # lone value
     assert st.rank(torch.tensor([3.0])).tolist() == [0.5]
     # pool = [3] + [1, 3, 5, 3]: others of 1 -> 0/4; of 3 -> (1 + 0.5*2)/4; of 5 -> 4/4
@@ -111,11 +112,11 @@ def test_rank_mid_rank_definition() -> None:
     assert r.tolist() == [0.0, 0.5, 1.0, 0.5]
     assert st.values == [3.0, 1.0, 3.0, 5.0, 3.0]
     # constant signal -> all 0.5
-    assert RankNormalizerState().rank(torch.full((6,), 2.0)).tolist() == [0.5] * 6
+    assert WeightingState().rank(torch.full((6,), 2.0)).tolist() == [0.5] * 6
 
 
 def test_rank_window_keeps_the_most_recent_values() -> None:
-    st = RankNormalizerState(window=3)
+    st = WeightingState(window=3)
     st.rank(torch.tensor([10.0, 20.0]))
     st.rank(torch.tensor([30.0, 40.0]))
     assert st.values == [20.0, 30.0, 40.0]
@@ -128,30 +129,34 @@ def test_rank_state_round_trip_gives_identical_subsequent_weights() -> None:
     config = preset("gcpo")
     gen = torch.Generator().manual_seed(0)
     st = initial_state(config)
-    assert isinstance(st, RankNormalizerState) and st.window == config.rank_window
+    assert isinstance(st, WeightingState) and st.window == config.rank_window
     for _ in range(3):
         group_weights(
             torch.rand(16, generator=gen), torch.rand(16, generator=gen) * 0.5, config, st
         )
     saved = pickle.loads(pickle.dumps(st.state_dict()))
-    restored = RankNormalizerState(window=config.rank_window)
+    restored = WeightingState(window=config.rank_window)
     restored.load_state_dict(saved)
     for _ in range(3):
         u, rd = torch.rand(16, generator=gen), torch.rand(16, generator=gen) * 0.5
         assert torch.equal(group_weights(u, rd, config, st), group_weights(u, rd, config, restored))
     # a fresh state gives different weights (the test can fail)
     u, rd = torch.rand(16, generator=gen), torch.rand(16, generator=gen) * 0.5
-    fresh = RankNormalizerState(window=config.rank_window)
+    fresh = WeightingState(window=config.rank_window)
     assert not torch.equal(group_weights(u, rd, config, st), group_weights(u, rd, config, fresh))
 
 
 def test_rank_state_bad_input() -> None:
     with pytest.raises(ValueError, match="window: expected an int >= 1"):
-        RankNormalizerState(window=0)
+        WeightingState(window=0)
     with pytest.raises(ValueError, match=r"state\['values'\]\[1\]: expected a finite number"):
-        RankNormalizerState().load_state_dict({"values": [1.0, float("nan")]})
-    with pytest.raises(ValueError, match="state: rank normalisation needs a RankNormalizerState"):
+        WeightingState().load_state_dict({"values": [1.0, float("nan")]})
+    with pytest.raises(ValueError, match=r"state: weighting 'cosine_dispersion' \(rank, residual\) needs a WeightingState"):
         group_weights(torch.rand(3), torch.rand(3), preset("gcpo"), None)
+    with pytest.raises(ValueError, match=r"state\['rds'\]: expected 2 values"):
+        WeightingState().load_state_dict({"values": [1.0, 2.0], "rds": [0.1]})
+    with pytest.raises(ValueError, match="reward_low/reward_high must be both null or low <= high"):
+        WeightingState().load_state_dict({"values": [], "reward_low": 1.0, "reward_high": 0.0})
 
 
 # ----------------------------------------------------------------- normalise / calibrate
@@ -180,17 +185,23 @@ def test_bound_normalisation_of_semantic_entropy_uses_log_g() -> None:
 
 def test_product_calibration_separates_equal_disagreement_by_reward_dispersion() -> None:
     config = WeightingConfig(
-        signal="cosine_dispersion", normalization="bound", calibration="product", renormalize=False
+        signal="cosine_dispersion",
+        normalization="bound",
+        calibration="product",
+        rd_max=0.5,
+        modulation="linear",
+        renormalize=False,
     )
     u = torch.tensor([0.6, 0.6, 0.6])
-    rd = torch.tensor([0.5, 0.25, 0.0])
+    rd = torch.tensor([0.5, 0.25, 0.1])
     res = group_weights_detailed(u, rd, config)
-    assert torch.allclose(res.calibrated, torch.tensor([0.0, 0.3, 0.6]))
+    assert torch.allclose(res.calibrated, torch.tensor([0.0, 0.3, 0.48]))
     assert res.weights[0] > res.weights[1] > res.weights[2]
     # without calibration they are equal
     flat = group_weights(
         u, rd, WeightingConfig(normalization="bound", calibration="none", renormalize=False)
     )
+    assert not torch.allclose(res.weights, res.weights[0].expand(3))
     assert torch.allclose(flat, flat[0].expand(3))
     with pytest.raises(ValueError, match="reward_dispersion: calibration='product' needs"):
         group_weights(u, None, config)
@@ -198,13 +209,13 @@ def test_product_calibration_separates_equal_disagreement_by_reward_dispersion()
 
 def test_snr_calibration() -> None:
     config = WeightingConfig(
-        normalization="bound", calibration="snr", snr_lambda=2.0, renormalize=False
+        normalization="bound", calibration="snr", snr_lambda=2.0, rd_max=0.5, renormalize=False
     )
     u = torch.tensor([0.5, 0.5, 0.0, 0.0])
     rd = torch.tensor([0.25, 0.0, 0.25, 0.0])
     w = group_weights(u, rd, config)
-    # RDn = 0.5, lambda*U = 1 -> 1/3; RD = 0 -> 0; U = 0 -> 1; both 0 -> 1 (defined)
-    assert torch.allclose(w, torch.tensor([1 / 3, 0.0, 1.0, 1.0]))
+    # RDn = 0.5, lambda*U = 1 -> 1/3; U = 0 -> 1; RD = 0 (no learning signal) -> 1, untouched
+    assert torch.allclose(w, torch.tensor([1 / 3, 1.0, 1.0, 1.0]))
 
 
 @pytest.mark.parametrize(
@@ -231,7 +242,9 @@ def test_modulation_forms(modulation: str, expected: list[float]) -> None:
 
 
 def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
-    config = WeightingConfig(normalization="bound", calibration="product", alpha=1.0, w_min=0.0)
+    config = WeightingConfig(
+        normalization="bound", calibration="product", rd_max=0.5, modulation="linear", w_min=0.0
+    )
     u = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3])
     rd = torch.tensor([0.1, 0.2, 0.0, 0.4, 0.0])
     w = group_weights(u, rd, config)
@@ -240,7 +253,8 @@ def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
     active = rd > 0
     ratio = (w / raw)[active]
     assert torch.allclose(ratio, ratio[0].expand(3))  # one common factor on the active groups
-    assert torch.equal(w[~active], raw[~active])  # inactive groups are not rescaled
+    assert w[~active].tolist() == [1.0, 1.0]  # no learning signal: left untouched, weight 1
+    assert raw[~active].tolist() == [1.0, 1.0]
     # no group with RD > 0: left as is
     zero_rd = torch.zeros(5)
     kept = group_weights(u, zero_rd, config)
@@ -266,7 +280,7 @@ def test_weights_are_finite_for_degenerate_batches() -> None:
 
 
 def test_bad_input_names_the_argument() -> None:
-    config = WeightingConfig(normalization="bound")
+    config = WeightingConfig(normalization="bound", calibration="product", rd_max=0.5)
     with pytest.raises(ValueError, match="uncertainty: contains a non-finite value"):
         group_weights(torch.tensor([0.1, float("nan")]), torch.zeros(2), config)
     with pytest.raises(ValueError, match=r"reward_dispersion: expected shape \(2,\)"):
@@ -303,6 +317,7 @@ def test_weight_never_increases_with_uncertainty(
         calibration=calibration,
         modulation=modulation,
         alpha=alpha,
+        rd_max=0.5,
         renormalize=False,
     )
     ut = torch.tensor(sorted(u), dtype=torch.float64)
@@ -321,8 +336,11 @@ def test_weight_never_increases_with_uncertainty(
 def test_weight_never_decreases_with_reward_dispersion(
     calibration: str, u: float, rds: list[float]
 ) -> None:
-    config = WeightingConfig(normalization="bound", calibration=calibration, renormalize=False)
-    rd = torch.tensor(sorted(rds), dtype=torch.float64)
+    config = WeightingConfig(
+        normalization="bound", calibration=calibration, rd_max=0.5, renormalize=False
+    )
+    rd = torch.tensor(sorted(rds), dtype=torch.float64)[1:]  # RD = 0: weight 1 by definition
+    rd = rd[rd > 0]
     w = group_weights(torch.full_like(rd, u), rd, config)
     assert bool((w[1:] >= w[:-1] - 1e-12).all())
 
@@ -351,9 +369,12 @@ def test_binary_groups_that_move_the_policy_get_mean_weight_one() -> None:
     rewards[3:, 0], rewards[3:, 1] = 1.0, 0.0  # every other group is mixed
     rd = reward_dispersion(rewards)
     assert rd[:3].tolist() == [0.0] * 3
-    config = WeightingConfig(normalization="bound", alpha=0.9)
+    config = WeightingConfig(
+        normalization="bound", calibration="product", rd_max=0.5, modulation="linear", alpha=0.9
+    )
     u = torch.rand(8, generator=gen)
     w = group_weights(u, rd, config)
+    assert w[:3].tolist() == [1.0] * 3
     moving = rewards.std(dim=1) > 0
     assert w[moving].double().mean().item() == pytest.approx(1.0, abs=1e-6)
 

@@ -35,6 +35,7 @@ uniform weights with a warning (and a note in :attr:`ScoreResult.notes`).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -48,8 +49,8 @@ from gcpo.embedders import Embedder, EmbedderConfig, get_embedder
 from gcpo.signals import SIGNALS, answer_clusters, embedding_clusters, get_signal
 from gcpo.validation import as_tensor, float_tensor
 from gcpo.weighting import (
-    RankNormalizerState,
     WeightingConfig,
+    WeightingState,
     active_groups,
     group_weights_detailed,
     initial_state,
@@ -63,7 +64,18 @@ __all__ = [
     "ScoreResult",
     "resolve_signal_names",
     "short_name",
+    "weighting_acts",
 ]
+
+logger = logging.getLogger("gcpo")
+
+
+def weighting_acts(active: torch.Tensor, weighted: bool, renormalized: bool) -> bool:
+    """Whether a batch's weights can change the update: some group is active, and with
+    renormalisation at least two are (a lone active group is renormalised to weight 1)."""
+    n = int(active.sum())
+    return weighted and n >= (2 if renormalized else 1)
+
 
 def short_name(signal: str) -> str:
     """Short alias of a registered signal (``cosine_dispersion`` -> ``cd``), for table headers."""
@@ -339,10 +351,15 @@ class ScoreResult:
         active: ``[B]`` bool, the groups that carry learning signal (``RD > 0``); the weights
             are renormalised over these, and only these are scaled in effect.
         fallback: True when every active group got weight 0 and the weights fell back to 1.
+        rd_clipped: groups whose RD exceeded a configured ``rd_max`` (clipped; the scorer warns
+            once, the trainers count it as ``gcpo/rd_clipped``).
+        acts: whether the weights can change the update at all: False when no group is active,
+            or when renormalisation leaves a lone active group at weight 1 (the trainers warn
+            once and count such steps as ``gcpo/inert_step``).
         labels: registered name -> unique label of each computed signal under the scorer's config
             (``semantic_entropy`` -> ``se_lik`` for SEED-GRPO's likelihood-weighted SE).
-        state: the state used and updated: the rank-normalisation window (presets with
-            ``rank`` normalisation), a weight function's dict, or None.
+        state: the state used and updated: a :class:`~gcpo.weighting.WeightingState` (rank
+            window, residual fit, reward range), a weight function's dict, or None.
         notes: human-readable warnings (e.g. a likelihood weighting that fell back to uniform).
     """
 
@@ -356,7 +373,9 @@ class ScoreResult:
     timings: dict[str, float]
     active: torch.Tensor
     fallback: bool = False
-    state: RankNormalizerState | dict[str, Any] | None = None  # a weight function's state: dict
+    state: WeightingState | dict[str, Any] | None = None  # a weight function's state: dict
+    rd_clipped: int = 0
+    acts: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -423,6 +442,7 @@ class GroupScorer:
         self._embedder_spec = embedder
         self._embedder: Embedder | None = None
         self.answer_fn = answer_fn
+        self._warned_clip = False
 
     def initial_state(self) -> Any:
         """A fresh state for :meth:`score` (the rank window, or None); checkpoint it."""
@@ -592,7 +612,7 @@ class GroupScorer:
     def score(
         self,
         groups: Groups,
-        state: RankNormalizerState | None = None,
+        state: WeightingState | None = None,
         *,
         extra_signals: Sequence[str] | str = (),
     ) -> ScoreResult:
@@ -618,8 +638,20 @@ class GroupScorer:
         if state is None:
             state = initial_state(cfg)
         t = time.perf_counter()
-        res = group_weights_detailed(u, rd, cfg, state, group_size=groups.group_sizes)
+        res = group_weights_detailed(
+            u, rd, cfg, state, group_size=groups.group_sizes, rewards=groups.rewards, mask=groups.mask
+        )
         timings["weights_s"] = time.perf_counter() - t
+        if res.rd_clipped and not self._warned_clip:
+            self._warned_clip = True
+            note = (
+                f"rd_max: {res.rd_clipped} group(s) had reward dispersion above rd_max="
+                f"{cfg.rd_max:g} (largest {float(rd.max()):.4g}) and were clipped, so the "
+                "weighting cannot tell them apart; set rd_max to half your reward range, or "
+                "rd_max: null to take it from the rewards seen (counted in gcpo/rd_clipped)"
+            )
+            logger.warning("gcpo: %s", note)
+            notes.append(note)
         return ScoreResult(
             signal=cfg.signal,
             uncertainty=u,
@@ -634,6 +666,8 @@ class GroupScorer:
             state=state,
             notes=notes,
             labels={name: self.label(name) for name in sig},
+            rd_clipped=res.rd_clipped,
+            acts=weighting_acts(res.active, cfg.signal != "none", cfg.renormalize),
         )
 
 
@@ -723,6 +757,7 @@ class FunctionScorer(GroupScorer):
             signals=sig,
             timings=timings,
             active=active_groups(rd),
+            acts=weighting_acts(active_groups(rd), True, renormalized=False),
             state=state,
             notes=notes,
             labels={name: self.label(name) for name in sig},

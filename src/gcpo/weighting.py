@@ -3,27 +3,30 @@
 ``group_weights(U[B], RD[B], config, state)`` runs four steps, each a small pure function:
 
 1. **normalise** ``U`` to ``[0, 1]``: ``bound`` (divide by the signal's bound, clip) or ``rank``
-   (mid-rank percentile within a running window of recent groups, kept in an explicit
-   :class:`RankNormalizerState` that training saves in its checkpoints);
-2. **calibrate** with reward dispersion: ``none`` (``U~ = Un``), ``product``
-   (``U~ = Un * (1 - RDn)``), or ``snr`` (the weight is directly ``RDn / (RDn + lambda * Un)``),
-   where ``RDn = clip(RD / rd_max, 0, 1)``;
-3. **modulate**: ``weight = f(alpha * U~)`` with ``f`` = ``linear`` ``max(1 - x, w_min)``,
-   ``exp`` ``e^-x``, ``focal`` ``max(1 - x, 0)^gamma`` or ``inverse`` ``1 / (1 + x)`` (skipped
-   for ``snr``);
+   (mid-rank percentile within a running window of recent groups);
+2. **calibrate** with reward dispersion: ``residual`` (the gcpo default: ``U~`` = rank of the
+   part of ``Un`` that reward dispersion does not predict, fitted over the window of active
+   groups, so ``U~`` is uniform on [0, 1] and carries no pass-rate information), ``product``
+   (``U~ = Un * (1 - RDn)``), ``snr`` (the weight is directly ``RDn / (RDn + lambda * Un)``) or
+   ``none``, where ``RDn = clip(RD / rd_max, 0, 1)`` and ``rd_max`` is configured or, when null,
+   half the reward range seen so far;
+3. **modulate**: ``weight = f(alpha * U~)`` with ``f`` = ``exp`` ``e^-x`` (the gcpo default:
+   with U~ in [0, 1] the largest weight is at most ``e^alpha`` times the smallest), ``linear``
+   ``max(1 - x, w_min)``, ``focal`` ``max(1 - x, 0)^gamma`` or ``inverse`` ``1 / (1 + x)``
+   (skipped for ``snr``);
 4. **renormalise** (optional): multiply the weights of the *active* groups (``RD > 0``, see
    :func:`active_groups`; every group when ``RD`` is not given) by one factor so that their mean
-   is 1. Inactive groups keep their unscaled weight: their GRPO advantages are 0 (or, in verl, a
-   single-response group's raw score), so nothing of the re-allocation may reach them. Computed
-   in float64 relative to the largest active weight, so the result is always finite (``exp``
-   modulation is renormalised from its exponents, exact however large ``alpha * U~``). When every
-   active weight is 0 (e.g. ``focal`` with ``alpha >= 1`` and no calibration) the batch would
-   not move the policy at all: the weights fall back to 1 (plain GRPO for that batch) and
+   is 1. Computed in float64 relative to the largest active weight, so the result is always
+   finite (``exp`` modulation is renormalised from its exponents). When every active weight is
+   0 the weights fall back to 1 (plain GRPO for that batch) and
    :attr:`WeightingResult.fallback` says so, for the caller to warn and count.
 
-Named presets (``grpo``, ``seed-grpo``, ``seed-grpo-strong``, ``gcpo``, ``gcpo-bot``) are YAML
-files in ``gcpo/configs/presets`` -- the source of truth -- loaded by :func:`gcpo.presets.preset`
-(above this module, which reads no file).
+A group with ``RD = 0`` gets weight exactly 1: its GRPO advantages are all 0, so it is left
+untouched. Whatever carries over between batches (the window, the reward range) is an explicit
+:class:`WeightingState` that training saves in its checkpoints.
+
+Named presets are YAML files in ``gcpo/configs/presets`` -- the source of truth -- loaded by
+:func:`gcpo.presets.preset` (above this module, which reads no file).
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from gcpo.validation import as_tensor, float_tensor, shape_of
 __all__ = [
     "WeightingConfig",
     "WeightingResult",
-    "RankNormalizerState",
+    "WeightingState",
     "initial_state",
+    "needs_state",
     "normalize",
     "calibrate",
+    "residual_calibrate",
     "modulate",
     "renormalize",
     "active_groups",
@@ -95,25 +100,39 @@ class WeightingConfig:
         1024, help="rank normalisation: number of recent group values kept in the window", min=1
     )
     calibration: str = field(
-        "product",
-        help="reward-dispersion calibration: 'none', 'product' (U * (1 - RD/rd_max)) or 'snr' "
-        "(weight = RDn / (RDn + snr_lambda * U))",
-        choices=("none", "product", "snr"),
+        "residual",
+        help="reward-dispersion calibration: 'residual' (U~ = rank of what is left of Un once "
+        "reward dispersion is regressed out, over the window of active groups: the disagreement "
+        "the pass rate does not explain; U~ is uniform on [0,1], so alpha alone sets the spread), "
+        "'product' (Un * (1 - RD/rd_max)), 'snr' (weight = RDn / (RDn + snr_lambda * Un)) or "
+        "'none'",
+        choices=("none", "product", "snr", "residual"),
     )
     snr_lambda: float = field(1.0, help="calibration=snr: weight of U against RDn", min=0.0)
-    rd_max: float = field(
-        0.5,
-        help="largest reward dispersion, half the reward range (0.5 for rewards in [0,1]); also the "
-        "bound of the reward_dispersion signal",
+    rd_max: float | None = field(
+        None,
+        help="scale of reward dispersion RDn = RD / rd_max, half the reward range (0.5 for rewards "
+        "in [0,1]); null = auto: half the range of the rewards seen so far (kept in the weighting "
+        "state), so any reward scale works. A set value that a group's RD exceeds is clipped, "
+        "warned about once and counted (gcpo/rd_clipped). Also the bound of reward_dispersion",
         min=1e-12,
     )
     modulation: str = field(
-        "linear",
+        "exp",
         help="f in weight = f(alpha * U~): 'linear' max(1-x, w_min), 'exp' e^-x, 'focal' "
         "max(1-x, 0)^focal_gamma, 'inverse' 1/(1+x) (the released SEED-GRPO form)",
         choices=("linear", "exp", "focal", "inverse"),
     )
-    alpha: float = field(1.0, help="strength of the modulation (0 = plain GRPO)", min=0.0)
+    alpha: float = field(
+        1.0,
+        help="strength of the modulation (0 = plain GRPO). With exp modulation of a U~ in [0,1] "
+        "the largest weight is at most e^alpha times the smallest; "
+        "per-step spread (std of the active groups' weights, whose mean is 1) by alpha for "
+        "2/4/8 active groups, with residual calibration at any G and reward scale: "
+        "0.25: 0.04/0.06/0.07, 0.5: 0.08/0.12/0.13, 1: 0.16/0.23/0.26, 2: 0.30/0.45/0.51, "
+        "3: 0.42/0.64/0.74",
+        min=0.0,
+    )
     w_min: float = field(0.1, help="floor of the linear modulation", min=0.0, max=1.0)
     focal_gamma: float = field(2.0, help="exponent of the focal modulation", min=0.0)
     renormalize: bool = field(
@@ -150,40 +169,66 @@ class WeightingConfig:
             raise ConfigError(
                 f"normalization: got 'bound' but signal {self.signal!r} has no bound; use 'rank'"
             )
+        if self.signal != "none" and self.calibration == "residual" and self.normalization != "rank":
+            raise ConfigError(
+                "calibration: 'residual' ranks the signal itself over the window of recent groups; "
+                f"set normalization: rank (got {self.normalization!r})"
+            )
 
 
 @dataclass(frozen=True)
 class WeightingResult:
     """``weights[B]``, the intermediate ``normalized[B]`` / ``calibrated[B]`` signal (U~), the
-    ``active[B]`` mask renormalisation used, and ``fallback``: True when every active group got
-    weight 0 and the weights fell back to 1 (see :func:`renormalize`)."""
+    ``active[B]`` mask renormalisation used, ``fallback`` (True when every active group got
+    weight 0 and the weights fell back to 1, see :func:`renormalize`), ``rd_scale`` (the
+    ``rd_max`` used: the configured one, or half the reward range seen) and ``rd_clipped`` (how
+    many groups had ``RD > rd_max`` and were clipped: only possible with a configured
+    ``rd_max``; the caller warns and counts)."""
 
     weights: torch.Tensor
     normalized: torch.Tensor
     calibrated: torch.Tensor
     active: torch.Tensor
     fallback: bool = False
+    rd_scale: float = 0.5
+    rd_clipped: int = 0
 
 
 # --------------------------------------------------------------------------------------------
-# Rank normalisation state
+# Weighting state: the window of recent groups and the reward range seen
 # --------------------------------------------------------------------------------------------
 
 
-class RankNormalizerState:
-    """Running window of recent raw signal values for ``rank`` normalisation.
+def _mid_ranks(values: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Mid-rank percentile of each of ``values`` among the other members of ``pool`` (which
+    contains ``values``): ``(#{v < u} + 0.5 #{v == u, other}) / (#pool - 1)``; 0.5 for a lone
+    value."""
+    less = (pool.unsqueeze(0) < values.unsqueeze(1)).sum(dim=1).to(torch.float64)
+    equal = (pool.unsqueeze(0) == values.unsqueeze(1)).sum(dim=1).to(torch.float64)
+    others = pool.numel() - 1
+    if others <= 0:
+        return torch.full_like(values, 0.5, dtype=torch.float64)
+    return (less + 0.5 * (equal - 1.0)) / others
 
-    The rank of a value ``u`` of the current batch is computed against the *pool* = the window
-    followed by the whole current batch (``u`` itself included), as its mid-rank among the other
-    pool members::
+
+class WeightingState:
+    """What a weighting carries from batch to batch, saved in every checkpoint.
+
+    - a running **window** of the last ``window`` groups' raw signal values ``U`` (``values``)
+      and reward dispersions ``RD`` (``rds``; NaN where unknown), used by ``rank``
+      normalisation and ``residual`` calibration;
+    - the **reward range** seen so far (``reward_low``, ``reward_high``; None before any valid
+      reward), whose half is ``rd_max`` when the config leaves it to ``null`` (auto), so that
+      RD is normalised on the scale the rewards actually have.
+
+    ``rank(u)`` is the mid-rank of each value of ``u`` among the other members of the *pool*
+    (the window followed by the whole current batch)::
 
         rank(u) = (#{v in others: v < u} + 0.5 * #{v in others: v == u}) / #others
 
-    where ``others`` is the pool minus one copy of ``u``. So the smallest distinct value maps to
-    0, the largest to 1, ties share the mean of their ranks, and a lone value (empty window,
-    batch of one) maps to 0.5. After ranking, the batch is appended and only the last ``window``
-    values are kept. Deterministic; ``state_dict()`` is plain Python data (picklable, goes into
-    checkpoints).
+    so the smallest distinct value maps to 0, the largest to 1, ties share the mean of their
+    ranks, and a lone value (empty window, batch of one) maps to 0.5. Deterministic;
+    ``state_dict()`` is plain Python data (JSON, pickle).
     """
 
     def __init__(self, window: int = 1024, values: list[float] | None = None) -> None:
@@ -191,6 +236,9 @@ class RankNormalizerState:
             raise ValueError(f"window: expected an int >= 1, got {window!r}")
         self.window = window
         self.values: list[float] = []
+        self.rds: list[float] = []
+        self.reward_low: float | None = None
+        self.reward_high: float | None = None
         if values is not None:
             self.load_state_dict({"window": window, "values": values})
 
@@ -198,53 +246,134 @@ class RankNormalizerState:
         return len(self.values)
 
     def __repr__(self) -> str:
-        return f"RankNormalizerState(window={self.window}, len={len(self.values)})"
+        return (
+            f"WeightingState(window={self.window}, len={len(self.values)}, "
+            f"reward_range={self.reward_range})"
+        )
+
+    @property
+    def reward_range(self) -> tuple[float, float] | None:
+        if self.reward_low is None or self.reward_high is None:
+            return None
+        return (self.reward_low, self.reward_high)
+
+    def pool(self, u: torch.Tensor, rd: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(U, RD)`` of the window followed by the batch, float64 (RD NaN where unknown)."""
+        batch = u.detach().to(torch.float64).cpu().reshape(-1)
+        rdb = (
+            torch.full_like(batch, math.nan)
+            if rd is None
+            else rd.detach().to(torch.float64).cpu().reshape(-1)
+        )
+        pool_u = torch.cat([torch.tensor(self.values, dtype=torch.float64), batch])
+        pool_rd = torch.cat([torch.tensor(self.rds, dtype=torch.float64), rdb])
+        return pool_u, pool_rd
 
     def rank(self, u: torch.Tensor, update: bool = True) -> torch.Tensor:
         """Mid-rank percentiles ``[B]`` in ``[0, 1]`` of ``u[B]``; appends ``u`` when ``update``."""
-        batch = u.detach().to(torch.float64).cpu().reshape(-1)
-        pool = torch.cat([torch.tensor(self.values, dtype=torch.float64), batch])
-        less = (pool.unsqueeze(0) < batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
-        equal = (pool.unsqueeze(0) == batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
-        others = pool.numel() - 1
-        lone = torch.full_like(batch, 0.5)
-        ranks = (less + 0.5 * (equal - 1.0)) / others if others > 0 else lone
+        pool_u, _ = self.pool(u, None)
+        ranks = _mid_ranks(pool_u[len(self.values) :], pool_u)
         if update:
-            self.values = pool.tolist()[-self.window :]
+            self.push(u, None)
         return ranks.to(device=u.device)
 
+    def push(self, u: torch.Tensor, rd: torch.Tensor | None) -> None:
+        """Append a batch's ``U`` (and ``RD``) and keep the last ``window`` groups."""
+        pool_u, pool_rd = self.pool(u, rd)
+        self.values = pool_u.tolist()[-self.window :]
+        self.rds = pool_rd.tolist()[-self.window :]
+
+    def observe_rewards(self, rewards: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Widen the reward range by a batch's valid rewards (``[B, G]``, ``mask`` True = valid)."""
+        r = rewards.detach().to(torch.float64).cpu().reshape(-1)
+        if mask is not None:
+            r = r[mask.detach().cpu().reshape(-1).to(torch.bool)]
+        r = r[torch.isfinite(r)]
+        if r.numel() == 0:
+            return
+        lo, hi = float(r.min()), float(r.max())
+        self.reward_low = lo if self.reward_low is None else min(self.reward_low, lo)
+        self.reward_high = hi if self.reward_high is None else max(self.reward_high, hi)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"window": self.window, "values": list(self.values)}
+        return {
+            "window": self.window,
+            "values": list(self.values),
+            "rds": list(self.rds),
+            "reward_low": self.reward_low,
+            "reward_high": self.reward_high,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` output; keeps this object's ``window`` (the last
-        ``window`` values are kept if the saved window was larger)."""
+        """Restore from :meth:`state_dict` output (also a rank window saved by gcpo 0.1, which
+        has ``values`` only: its RDs are unknown and stay out of ``residual`` calibration);
+        keeps this object's ``window`` (the last ``window`` groups are kept if the saved window
+        was larger)."""
         if not isinstance(state, dict) or "values" not in state:
             raise ValueError(f"state: expected a dict with 'values', got {type(state).__name__}")
-        vals = state["values"]
+        values = self._numbers(state["values"], "values", allow_nan=False)
+        rds = self._numbers(state.get("rds", [math.nan] * len(values)), "rds", allow_nan=True)
+        if len(rds) != len(values):
+            raise ValueError(
+                f"state['rds']: expected {len(values)} values like state['values'], got {len(rds)}"
+            )
+        bounds = []
+        for key in ("reward_low", "reward_high"):
+            v = state.get(key)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            ):
+                raise ValueError(f"state[{key!r}]: expected a finite number or null, got {v!r}")
+            bounds.append(None if v is None else float(v))
+        if (bounds[0] is None) != (bounds[1] is None) or (
+            bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]
+        ):
+            raise ValueError(f"state: reward_low/reward_high must be both null or low <= high, got {bounds}")
+        self.values = values[-self.window :]
+        self.rds = rds[-self.window :]
+        self.reward_low, self.reward_high = bounds
+
+    @staticmethod
+    def _numbers(vals: Any, key: str, *, allow_nan: bool) -> list[float]:
         if isinstance(vals, torch.Tensor):
             vals = vals.detach().cpu().reshape(-1).tolist()
         if not isinstance(vals, (list, tuple)):
             raise ValueError(
-                f"state['values']: expected a list of numbers, got {type(vals).__name__}"
+                f"state[{key!r}]: expected a list of numbers, got {type(vals).__name__}"
             )
         out = []
         for i, v in enumerate(vals):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"state['values'][{i}]: expected a finite number, got {v!r}")
+            if v is None and allow_nan:
+                v = math.nan
+            ok = not isinstance(v, bool) and isinstance(v, (int, float))
+            if not ok or (not math.isfinite(v) and not (allow_nan and math.isnan(v))):
+                raise ValueError(f"state[{key!r}][{i}]: expected a finite number, got {v!r}")
             out.append(float(v))
-        self.values = out[-self.window :]
+        return out
 
 
-def initial_state(config: WeightingConfig) -> RankNormalizerState | None:
-    """A fresh :class:`RankNormalizerState` when ``config`` uses ``rank`` normalisation, else None."""
-    if config.signal != "none" and config.normalization == "rank":
-        return RankNormalizerState(window=config.rank_window)
-    return None
+def needs_state(config: WeightingConfig) -> bool:
+    """Whether ``config`` carries state across batches: a rank window, a residual fit, or the
+    reward range behind an automatic ``rd_max``."""
+    if config.signal == "none":
+        return False
+    uses_rd_scale = config.calibration in ("product", "snr") or (
+        config.signal == "reward_dispersion" and config.normalization == "bound"
+    )
+    return (
+        config.normalization == "rank"
+        or config.calibration == "residual"
+        or (uses_rd_scale and config.rd_max is None)
+    )
+
+
+def initial_state(config: WeightingConfig) -> WeightingState | None:
+    """A fresh :class:`WeightingState` when ``config`` needs one (:func:`needs_state`), else None."""
+    return WeightingState(window=config.rank_window) if needs_state(config) else None
 
 
 # --------------------------------------------------------------------------------------------
-# The four steps
+# The steps
 # --------------------------------------------------------------------------------------------
 
 
@@ -259,31 +388,37 @@ def _bound_tensor(bound: Any, u: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _check_state(state: Any, why: str) -> WeightingState:
+    if state is None:
+        raise ValueError(
+            f"state: {why} needs a WeightingState (got None); create one with "
+            "gcpo.weighting.initial_state(config) and save it with your checkpoints"
+        )
+    if not isinstance(state, WeightingState):
+        raise ValueError(f"state: expected a WeightingState, got {type(state).__name__}")
+    return state
+
+
 def normalize(
     uncertainty: torch.Tensor,
     config: WeightingConfig,
-    state: RankNormalizerState | None = None,
+    state: WeightingState | None = None,
     *,
     group_size: Any = None,
     bound: Any = None,
+    rd_scale: float | None = None,
 ) -> torch.Tensor:
-    """Step 1: ``U[B]`` -> ``Un[B]`` in ``[0, 1]`` (``rank`` updates ``state``).
+    """Step 1: ``U[B]`` -> ``Un[B]`` in ``[0, 1]`` (``rank`` updates ``state``'s window).
 
     ``bound`` normalisation divides by ``bound`` when given, else by the registered bound of
     ``config.signal`` evaluated at ``group_size`` (an int or ``[B]`` tensor of valid group sizes;
-    needed for ``semantic_entropy``, whose bound is ``log G``). A bound of 0 (e.g. ``log 1``)
-    gives ``Un = 0``.
+    needed for ``semantic_entropy``, whose bound is ``log G``) and ``rd_scale`` (the bound of
+    ``reward_dispersion``; default ``config.rd_max``). A bound of 0 (e.g. ``log 1``) gives
+    ``Un = 0``.
     """
     u = uncertainty.to(torch.float64)
     if config.normalization == "rank":
-        if state is None:
-            raise ValueError(
-                "state: rank normalisation needs a RankNormalizerState (got None); create one "
-                "with gcpo.weighting.initial_state(config) and save it with your checkpoints"
-            )
-        if not isinstance(state, RankNormalizerState):
-            raise ValueError(f"state: expected a RankNormalizerState, got {type(state).__name__}")
-        return state.rank(u)
+        return _check_state(state, "rank normalisation").rank(u)
     if bound is None:
         spec = get_signal(config.signal)
         if spec.bound is None:
@@ -298,36 +433,90 @@ def normalize(
         gs = group_size
         if gs is not None and not isinstance(gs, int):
             gs = float_tensor(gs, "group_size", 1).to(u.device)
-        bound = spec.bound_value(gs, config.rd_max)
+        scale = rd_scale if rd_scale is not None else config.rd_max
+        if scale is None and config.signal == "reward_dispersion":
+            raise ValueError(
+                "rd_max: bound normalisation of reward_dispersion with rd_max=null (auto) needs "
+                "the reward range: call group_weights with rewards= or set rd_max"
+            )
+        bound = spec.bound_value(gs, scale if scale is not None else 0.5)
     b_t = _bound_tensor(bound, u)
     return torch.where(b_t > 0, u / b_t.clamp_min(1e-300), torch.zeros_like(u)).clamp(0.0, 1.0)
 
 
-def _rd_normalized(rd: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
-    return (rd.to(torch.float64) / config.rd_max).clamp(0.0, 1.0)
-
-
 def calibrate(
-    normalized: torch.Tensor, reward_dispersion: torch.Tensor | None, config: WeightingConfig
+    normalized: torch.Tensor,
+    reward_dispersion: torch.Tensor | None,
+    config: WeightingConfig,
+    *,
+    rd_scale: float | None = None,
 ) -> torch.Tensor:
-    """Step 2: ``Un[B]`` -> ``U~[B]`` in ``[0, 1]``.
+    """Step 2 for ``none`` / ``product`` / ``snr``: ``Un[B]`` -> ``U~[B]`` in ``[0, 1]``, with
+    ``RDn = clip(RD / rd_scale, 0, 1)`` (``rd_scale`` default ``config.rd_max``).
 
     ``snr`` returns ``U~ = 1 - RDn / (RDn + lambda * Un)`` (so the weight is ``1 - U~``); when
-    ``RDn + lambda * Un = 0`` (no reward dispersion and no disagreement) ``U~ = 0``.
+    ``RDn + lambda * Un = 0`` (no reward dispersion and no disagreement) ``U~ = 0``. ``residual``
+    needs the window of recent groups: use :func:`group_weights_detailed`.
     """
     if config.calibration == "none":
         return normalized
+    if config.calibration == "residual":
+        raise ValueError(
+            "calibration: 'residual' regresses over the window of recent groups; use "
+            "group_weights / group_weights_detailed with a WeightingState"
+        )
     if reward_dispersion is None:
         raise ValueError(
             f"reward_dispersion: calibration={config.calibration!r} needs the groups' reward "
             "dispersion [B], got None"
         )
-    rdn = _rd_normalized(reward_dispersion, config)
+    scale = rd_scale if rd_scale is not None else config.rd_max
+    if scale is None:
+        raise ValueError(
+            "rd_max: null (auto) needs the reward range; call group_weights with rewards= "
+            "or set rd_max"
+        )
+    rdn = (reward_dispersion.to(torch.float64) / scale).clamp(0.0, 1.0)
     if config.calibration == "product":
         return (normalized * (1.0 - rdn)).clamp(0.0, 1.0)
     noise = config.snr_lambda * normalized
     denom = rdn + noise
     return torch.where(denom > 0, noise / denom.clamp_min(1e-300), torch.zeros_like(denom))
+
+
+def residual_calibrate(
+    uncertainty: torch.Tensor, reward_dispersion: torch.Tensor, state: WeightingState
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 2 for ``residual``: ``(Un[B], U~[B])`` of a batch against the window in ``state``.
+
+    Over the *active pool* (the window's and the batch's groups with RD > 0): ``Un`` is the
+    mid-rank of U; a least-squares fit ``Un ~ b0 + b1 x + b2 x^2`` with ``x = RD / max RD``
+    removes what reward dispersion (for binary rewards, the pass rate up to p <-> 1-p)
+    predicts; ``U~`` is the mid-rank of the residual. So U~ is uniform on [0, 1] over the
+    pool whatever G, the pass rates or the reward scale (the fit is invariant to RD's scale),
+    and carries only the disagreement the rewards do not account for. Inactive groups get
+    ``Un = U~ = 0``. Does not update the window (the caller pushes the batch afterwards).
+    """
+    pool_u, pool_rd = state.pool(uncertainty, reward_dispersion)
+    n_window = len(state.values)
+    active = torch.isfinite(pool_rd) & (pool_rd > 0)
+    batch_active = active[n_window:]
+    un = torch.zeros(uncertainty.numel(), dtype=torch.float64)
+    ut = torch.zeros_like(un)
+    if not bool(batch_active.any()):
+        return un, ut
+    u_act, rd_act = pool_u[active], pool_rd[active]
+    ranks = _mid_ranks(u_act, u_act)
+    x = rd_act / rd_act.max()
+    design = torch.stack([torch.ones_like(x), x, x * x], dim=1)
+    coef = torch.linalg.lstsq(design, ranks.unsqueeze(1), driver="gelsd").solution
+    resid = ranks - (design @ coef).squeeze(1)
+    # ties in U and RD must stay ties: round away the last bits of the least-squares solve
+    resid = torch.round(resid * 1e12) / 1e12
+    batch_pos = active.nonzero().squeeze(1) >= n_window
+    un[batch_active] = ranks[batch_pos]
+    ut[batch_active] = _mid_ranks(resid[batch_pos], resid)
+    return un, ut
 
 
 def modulate(calibrated: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
@@ -389,14 +578,38 @@ def renormalize(
     return out.to(weights.dtype), False
 
 
+def _rd_scale(
+    config: WeightingConfig,
+    state: WeightingState | None,
+    rewards: Any,
+    mask: Any,
+) -> float | None:
+    """The ``rd_max`` in use: the configured one, else half the reward range seen (after adding
+    this batch's ``rewards`` to ``state``), else None (unknown)."""
+    if rewards is not None and state is not None:
+        r = float_tensor(rewards, "rewards", 2)
+        m = None if mask is None else as_tensor(mask, "mask").to(torch.bool)
+        if m is not None and m.shape != r.shape:
+            raise ValueError(f"mask: expected shape {tuple(r.shape)} like rewards, got {shape_of(m)}")
+        state.observe_rewards(r, m)
+    if config.rd_max is not None:
+        return float(config.rd_max)
+    if state is not None and state.reward_range is not None:
+        lo, hi = state.reward_range
+        return (hi - lo) / 2.0 if hi > lo else 0.5  # no dispersion seen yet: any scale will do
+    return None
+
+
 def group_weights_detailed(
     uncertainty: Any,
     reward_dispersion: Any | None,
     config: WeightingConfig,
-    state: RankNormalizerState | None = None,
+    state: WeightingState | None = None,
     *,
     group_size: Any = None,
     bound: Any = None,
+    rewards: Any = None,
+    mask: Any = None,
 ) -> WeightingResult:
     """:func:`group_weights` plus the intermediate normalised and calibrated signal."""
     if not isinstance(config, WeightingConfig):
@@ -412,12 +625,35 @@ def group_weights_detailed(
             )
         if bool((rd < 0).any()):
             raise ValueError(f"reward_dispersion: must be >= 0, got minimum {rd.min().item()}")
+    active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
     if config.signal == "none":
         zeros = torch.zeros_like(u, dtype=out_dtype)
-        active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
         return WeightingResult(torch.ones_like(u, dtype=out_dtype), zeros, zeros, active)
-    un = normalize(u, config, state, group_size=group_size, bound=bound)
-    ut = calibrate(un, rd, config)
+    if needs_state(config):
+        state = _check_state(
+            state, f"weighting {config.signal!r} ({config.normalization}, {config.calibration})"
+        )
+    scale = _rd_scale(config, state, rewards, mask)
+    clipped = 0
+    if rd is not None and config.rd_max is not None:
+        clipped = int((rd.to(torch.float64) > config.rd_max * (1 + 1e-6)).sum())
+    if config.calibration == "residual":
+        if rd is None:
+            raise ValueError(
+                "reward_dispersion: calibration='residual' needs the groups' reward dispersion "
+                "[B], got None"
+            )
+        assert state is not None
+        un, ut = residual_calibrate(u, rd, state)
+        state.push(u, rd)
+    else:
+        if config.normalization == "rank":
+            assert state is not None
+            un = state.rank(u.to(torch.float64), update=False)
+            state.push(u, rd)
+        else:
+            un = normalize(u, config, state, group_size=group_size, bound=bound, rd_scale=scale)
+        ut = calibrate(un, rd, config, rd_scale=scale)
     w = modulate(ut, config)
     fallback = False
     if config.renormalize:
@@ -425,9 +661,16 @@ def group_weights_detailed(
         if config.modulation == "exp" and config.calibration != "snr":
             log_w = -config.alpha * ut
         w, fallback = renormalize(w, rd, log_weights=log_w)
-    active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
+    # a group with no learning signal is left untouched (its GRPO advantages are 0 anyway)
+    w = torch.where(active, w.to(torch.float64), torch.ones_like(w, dtype=torch.float64))
     return WeightingResult(
-        w.to(out_dtype), un.to(out_dtype), ut.to(out_dtype), active, fallback
+        w.to(out_dtype),
+        un.to(out_dtype),
+        ut.to(out_dtype),
+        active,
+        fallback,
+        rd_scale=float(scale) if scale is not None else float("nan"),
+        rd_clipped=clipped,
     )
 
 
@@ -435,26 +678,64 @@ def group_weights(
     uncertainty: Any,
     reward_dispersion: Any | None,
     config: WeightingConfig,
-    state: RankNormalizerState | None = None,
+    state: WeightingState | None = None,
     *,
     group_size: Any = None,
     bound: Any = None,
+    rewards: Any = None,
+    mask: Any = None,
 ) -> torch.Tensor:
     """Per-group advantage weights (docs/design.md, section 4).
 
     Args:
         uncertainty: ``[B]`` raw signal values ``U`` (higher = more uncertain).
-        reward_dispersion: ``[B]`` ``RD`` (population reward std), needed by ``product`` / ``snr``
-            calibration and used by renormalisation; may be None otherwise.
+        reward_dispersion: ``[B]`` ``RD`` (population reward std), needed by ``residual`` /
+            ``product`` / ``snr`` calibration and used by renormalisation; may be None
+            otherwise (every group then counts as active).
         config: :class:`WeightingConfig`.
-        state: :class:`RankNormalizerState`, required (and updated) by ``rank`` normalisation.
+        state: :class:`WeightingState`, required (and updated) when the config carries state
+            across batches (:func:`needs_state`: rank normalisation, residual calibration, an
+            automatic ``rd_max``).
         group_size: valid group sizes (int or ``[B]``) for ``bound`` normalisation of
             ``semantic_entropy`` (bound ``log G``).
         bound: explicit bound (number or ``[B]``) overriding the registered one.
+        rewards, mask: the batch's rewards ``[B, G]`` and validity mask; they widen the reward
+            range in ``state`` behind ``rd_max: null`` (auto).
 
     Returns:
-        ``[B]`` finite weights ``>= 0`` (all 1 for ``signal: none``).
+        ``[B]`` finite weights ``>= 0``: 1 for a group with ``RD = 0`` (no learning signal) and
+        everywhere for ``signal: none``.
     """
     return group_weights_detailed(
-        uncertainty, reward_dispersion, config, state, group_size=group_size, bound=bound
+        uncertainty,
+        reward_dispersion,
+        config,
+        state,
+        group_size=group_size,
+        bound=bound,
+        rewards=rewards,
+        mask=mask,
     ).weights
+
+
+def spread_table(
+    alphas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0),
+    active: tuple[int, ...] = (2, 4, 8),
+    *,
+    draws: int = 20000,
+    seed: int = 0,
+) -> dict[tuple[float, int], float]:
+    """Expected per-step weight spread of ``exp`` modulation of a uniform ``U~`` (what
+    ``residual`` calibration gives, whatever G or the reward scale): the mean over ``draws``
+    steps of the population std of ``n`` active groups' renormalised weights, for each
+    ``alpha`` and ``n`` in ``active``. Deterministic (seeded); the numbers behind the ``alpha``
+    help text and docs/design.md's table."""
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[tuple[float, int], float] = {}
+    for n in active:
+        ut = torch.rand(draws, n, generator=gen, dtype=torch.float64)
+        for alpha in alphas:
+            w = torch.exp(-alpha * (ut - ut.min(dim=1, keepdim=True).values))
+            w = w / w.mean(dim=1, keepdim=True)
+            out[(alpha, n)] = float(w.std(dim=1, unbiased=False).mean())
+    return out

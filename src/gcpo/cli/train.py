@@ -92,6 +92,17 @@ def _print_summary(s: dict[str, Any]) -> None:
             "renormalised to 1 and this trained as plain GRPO; give it more prompts per step "
             "(per_device_train_batch_size / num_generations, or generation_batch_size)"
         )
+    if s.get("inert_steps") and not s.get("few_active_groups"):
+        print(
+            f"  note: in {s['inert_steps']} of {s.get('steps')} steps fewer than 2 groups had reward "
+            "dispersion, so the weighting could not change the update there (gcpo/inert_step)"
+        )
+    if s.get("rd_clipped_groups"):
+        print(
+            f"  warning: {s['rd_clipped_groups']} groups had reward dispersion above the configured "
+            "weighting.rd_max and were clipped (gcpo/rd_clipped); set rd_max to half your reward "
+            "range or to null (auto)"
+        )
     if s.get("uniform_fallback_batches"):
         print(
             f"  note: in {s['uniform_fallback_batches']} batches every active group got weight 0 "

@@ -290,6 +290,8 @@ def _train(
         "heldout_reward_after": after,
         **weight_summary(rows),
         "uniform_fallback_batches": trainer.gcpo_counts["uniform_fallback"],
+        "inert_steps": trainer.gcpo_counts["inert_steps"],
+        "rd_clipped_groups": trainer.gcpo_counts["rd_clipped"],
         "train_reward_first": next(
             (r["reward"] for r in rows if r.get("reward") is not None), None
         ),

@@ -54,7 +54,7 @@ from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import RankNormalizerState, WeightingConfig
+from gcpo.weighting import WeightingConfig, WeightingState
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
@@ -138,7 +138,12 @@ class GCPOTrainer(GRPOTrainer):
             )
         self._gcpo_inputs = self.scorer.needs(self.extra_signals)  # fails early on a bad name
         self._gcpo_lengths: list[int] | None = None
-        self.gcpo_counts: dict[str, int] = {"uniform_fallback": 0, "unscorable": 0}
+        self.gcpo_counts: dict[str, int] = {
+            "uniform_fallback": 0,
+            "unscorable": 0,
+            "rd_clipped": 0,
+            "inert_steps": 0,
+        }
         _quiet_unscorable_warning()
         # the rank window (presets with rank normalisation), a weight function's dict, or None
         self.gcpo_state: Any = self.scorer.initial_state()
@@ -278,7 +283,7 @@ class GCPOTrainer(GRPOTrainer):
         return {
             "version": 1,
             "signal": getattr(self.scorer, "name", self.weighting.signal),
-            "rank_state": st.state_dict() if isinstance(st, RankNormalizerState) else None,
+            "rank_state": st.state_dict() if isinstance(st, WeightingState) else None,
             "function_state": st if isinstance(st, dict) else None,
         }
 
@@ -286,7 +291,7 @@ class GCPOTrainer(GRPOTrainer):
         """Restore :meth:`gcpo_state_dict` output."""
         if not isinstance(state, dict) or "rank_state" not in state:
             raise ValueError(f"state: expected a dict with 'rank_state', got {state!r:.100}")
-        if state["rank_state"] is not None and isinstance(self.gcpo_state, RankNormalizerState):
+        if state["rank_state"] is not None and isinstance(self.gcpo_state, WeightingState):
             self.gcpo_state.load_state_dict(state["rank_state"])
         saved = state.get("function_state")
         if saved is not None and isinstance(self.gcpo_state, dict):
@@ -403,6 +408,20 @@ class GCPOTrainer(GRPOTrainer):
                     "gcpo/uniform_fallback; lower alpha or use calibration/w_min.",
                     self.weighting.signal,
                 )
+        self.gcpo_counts["rd_clipped"] += result.rd_clipped
+        weighted = self.weighting.signal != "none" or isinstance(self.scorer, FunctionScorer)
+        if weighted and not result.acts:
+            self.gcpo_counts["inert_steps"] += 1
+            if self.gcpo_counts["inert_steps"] == 1:
+                logger.warning(
+                    "gcpo: this batch has %d active group(s) (reward dispersion > 0) of %d, so "
+                    "the weighting cannot change the update (a lone active group is renormalised "
+                    "to weight 1): this step trains as plain GRPO. Use more prompts per step "
+                    "(per_device_train_batch_size / num_generations) or prompts the model solves "
+                    "only sometimes. Counted in gcpo/inert_step; said once.",
+                    int(result.active.sum()),
+                    int(result.active.numel()),
+                )
         self.last_groups = groups
         self.last_scores = (group_prompts, result)
         self._log_scores(result, t_lp)
@@ -427,6 +446,8 @@ class GCPOTrainer(GRPOTrainer):
             m["gcpo/weight_max"].append(float(w.max()))
             m["gcpo/weight_std"].append(float(w.std(unbiased=False)))
         m["gcpo/uniform_fallback"].append(float(result.fallback))
+        m["gcpo/rd_clipped"].append(float(result.rd_clipped))
+        m["gcpo/inert_step"].append(float(not result.acts))
         m["gcpo/reward_dispersion"].append(float(rd.mean()))
         for name, value in result.signals.items():
             if name != "reward_dispersion":

@@ -37,7 +37,7 @@ from gcpo.fields import ConfigError
 from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer, resolve_signal_names, short_name
 from gcpo.verl.decode import ByteLevelDecoder
-from gcpo.weighting import RankNormalizerState, WeightingConfig, initial_state
+from gcpo.weighting import WeightingConfig, WeightingState, initial_state
 
 __all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "StepResult", "weighting_for"]
 
@@ -169,7 +169,7 @@ class GCPOAdvantageStep:
                 "does not keep for the advantage step; use negative_log_likelihood instead"
             )
         self.tokenizer = tokenizer
-        self.state: RankNormalizerState | None = initial_state(self.weighting)
+        self.state: WeightingState | None = initial_state(self.weighting)
         self._embedder = embedder
         self._byte_decoder: ByteLevelDecoder | None = None
         self._byte_decoder_for: Any = None
