@@ -58,6 +58,14 @@ Rules (sources read: the released code where there is one, else the paper / PR t
   active groups plays the role of the first); and the release's remap of an all-wrong group's
   accuracy to 1 before the softmax, which only matters when a *second* reward function makes such
   a group active and cannot arise with one reward (an active group has ``p > 0``).
+
+  Choices where the sources are silent or differ: masked completions (the release has none) are
+  left out, so ``G`` becomes the group's valid count ``n``; "active" is gcpo's exact test (valid
+  rewards not all equal, i.e. ``RD > 0``) where the release uses ``isclose(std, 0)`` and PR 5102
+  ``std < 1e-8``; the ``1e-4`` sits on ``sum |r - mean|`` as in the release (PR 5102 puts it on
+  the MAD). The whole weight is not mean 1 (DQW is; the DGAE factor restores the release's
+  ``sum |A| = G`` magnitude): gcpo's renormalisation keeps DGPO's relative weights and rescales
+  the batch by one factor, ``renormalize: false`` keeps the release's magnitude.
 """
 
 from __future__ import annotations
