@@ -624,8 +624,13 @@ def test_preset_file_names_the_rule_with_its_defaults(name: str) -> None:
     text = path.read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
     rule = get_rule(raw["rule"])
-    assert raw["rule"] == name and raw["renormalize"] is True
-    assert set(raw) == {"rule", "renormalize", *rule.params}
+    assert raw["rule"] == name and raw["renormalize"] is True and raw["signal"] == "none"
+    assert set(raw) == {"rule", "signal", "renormalize", *rule.params}
+    # the preset loads, and its weighting comes from the rule (no uncertainty signal computed)
+    from gcpo.presets import preset
+
+    loaded = preset(name)
+    assert loaded.rule == name and loaded.signal == "none"
     sig = inspect.signature(rule.fn)
     for p in rule.params:
         assert raw[p] == sig.parameters[p].default, p

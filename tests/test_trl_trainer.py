@@ -492,3 +492,38 @@ def test_a_step_the_weighting_cannot_change_is_said_once_and_counted(tmp_path: P
     assert trainer.gcpo_counts["inert_steps"] == 3
     said = [r for r in caplog.records if "cannot change the update" in r.getMessage()]
     assert len(said) == 1
+
+
+@pytest.mark.parametrize("name", ["learnability", "mgpo", "dgpo"])
+def test_peer_presets_train_and_match_an_independent_reimplementation(
+    tmp_path: Path, name: str
+) -> None:
+    """The applied weights of each step are the peer's formula (tests/test_peers.py's plain
+    Python references) on the step's gathered rewards, renormalised to mean 1 over the groups
+    with reward dispersion, inactive groups untouched."""
+    from test_peers import ref_dgpo, ref_learnability, ref_mgpo
+
+    trainer = make_trainer(
+        tmp_path, weighting=name, reward=vowel_reward, per_device_train_batch_size=16, max_steps=2
+    )
+    trainer.train()
+    low = high = None
+    for rec in trainer.records:
+        groups = rec["groups"]
+        rows = groups.rewards.double().tolist()
+        flat = [x for r in rows for x in r]
+        low = min(flat) if low is None else min(low, min(flat))
+        high = max(flat) if high is None else max(high, max(flat))
+        raw = {
+            "learnability": lambda: ref_learnability(rows, low, high),
+            "mgpo": lambda: ref_mgpo(rows, low, high, 0.5, 0.5),
+            "dgpo": lambda: ref_dgpo(rows, low, high),
+        }[name]()
+        active = [len(set(r)) > 1 for r in rows]
+        mean = sum(w for w, a in zip(raw, active, strict=True) if a) / sum(active)
+        expected = torch.tensor([w / mean if a else 1.0 for w, a in zip(raw, active, strict=True)])
+        assert sum(active) >= 2
+        torch.testing.assert_close(
+            rec["weights"].double(), expected.repeat_interleave(G).double(), atol=1e-5, rtol=1e-5
+        )
+        assert len(set(expected.tolist())) > 2  # the weighting acts

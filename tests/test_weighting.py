@@ -265,18 +265,22 @@ def test_renormalisation_mean_one_over_groups_with_reward_dispersion() -> None:
 
 
 def test_weights_are_finite_for_degenerate_batches() -> None:
+    from gcpo.signals import reward_dispersion
+
     for name in available_presets():
         config = preset(name)
         st = initial_state(config)
-        for u, rd in (
-            (torch.zeros(4), torch.zeros(4)),
-            (torch.ones(1), torch.zeros(1)),
-            (torch.zeros(0), torch.zeros(0)),
-            (torch.tensor([0.0, 5.0]), torch.tensor([0.5, 0.0])),
+        for u, rewards in (
+            (torch.zeros(4), torch.zeros(4, 8)),
+            (torch.ones(1), torch.ones(1, 8)),
+            (torch.zeros(0), torch.zeros(0, 8)),
+            (torch.tensor([0.0, 5.0]), torch.tensor([[1.0, 0.0] * 4, [1.0] * 8])),
         ):
-            w = group_weights(u, rd, config, st, group_size=8)
-            assert w.shape == u.shape
-            assert bool(torch.isfinite(w).all()) and bool((w >= 0).all())
+            rd = reward_dispersion(rewards)
+            w = group_weights(u, rd, config, st, group_size=8, rewards=rewards)
+            assert w.shape == u.shape, name
+            assert bool(torch.isfinite(w).all()) and bool((w >= 0).all()), name
+            assert bool((w[rd == 0] == 1).all()), name  # no learning signal: untouched
 
 
 def test_bad_input_names_the_argument() -> None:

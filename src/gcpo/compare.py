@@ -97,6 +97,11 @@ class CompareConfig:
         default_factory=lambda: ["grpo", "seed-grpo", "gcpo"],
         help="weighting presets compared (each trained once per seed)",
     )
+    arms: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        help="named arms that are a preset with weighting fields changed, listed in 'presets' by "
+        "name: {gcpo-a0.5: {preset: gcpo, weighting: {alpha: 0.5}}}",
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], help="training seeds")
     baseline: str = field("grpo", help="preset the paired differences are taken against")
     eval_every: int = field(5, help="score the held-out set every this many steps", min=1)
@@ -128,6 +133,21 @@ class CompareConfig:
         from gcpo.presets import available_presets
 
         allowed = available_presets()
+        if isinstance(self.arms, dict):
+            for arm, spec in self.arms.items():
+                if arm in allowed:
+                    raise ConfigError(f"arms.{arm}: is already a preset name; name the arm otherwise")
+                if not isinstance(spec, dict) or spec.get("preset") not in allowed:
+                    raise ConfigError(
+                        f"arms.{arm}.preset: expected one of {', '.join(allowed)}, got "
+                        f"{spec.get('preset') if isinstance(spec, dict) else spec!r}"
+                    )
+                stray = sorted(set(spec) - {"preset", "weighting"})
+                if stray or not isinstance(spec.get("weighting", {}), dict):
+                    raise ConfigError(
+                        f"arms.{arm}: expected {{preset: NAME, weighting: {{FIELD: VALUE}}}}, got {spec!r}"
+                    )
+            allowed = [*allowed, *self.arms]
         if isinstance(self.presets, list):
             if not self.presets:
                 raise ConfigError("presets: give at least one preset")
@@ -212,6 +232,10 @@ def train_config_for(c: CompareConfig, preset: str, seed: int, run_dir: str | Pa
 
     overrides = [f"{k}={json.dumps(v)}" for k, v in c.train.items()]
     overrides += [f"seed={seed}", f"output_dir={json.dumps(str(run_dir))}"]
+    arm = c.arms.get(preset)
+    if arm is not None:  # a preset with some weighting fields changed
+        overrides += [f"weighting.{k}={json.dumps(v)}" for k, v in arm.get("weighting", {}).items()]
+        preset = arm["preset"]
     return load_train_config(_train_config_path(c.train_config), overrides, preset_name=preset)
 
 

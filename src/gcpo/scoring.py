@@ -54,6 +54,7 @@ from gcpo.weighting import (
     active_groups,
     group_weights_detailed,
     initial_state,
+    is_weighted,
 )
 
 __all__ = [
@@ -667,7 +668,7 @@ class GroupScorer:
             notes=notes,
             labels={name: self.label(name) for name in sig},
             rd_clipped=res.rd_clipped,
-            acts=weighting_acts(res.active, cfg.signal != "none", cfg.renormalize),
+            acts=weighting_acts(res.active, is_weighted(cfg), cfg.renormalize),
         )
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from gcpo.fields import ConfigError, field, validate
+from gcpo.peers import DGPO_SCALES, RULES, get_rule
 from gcpo.signals import SIGNALS, get_signal
 from gcpo.validation import as_tensor, float_tensor, shape_of
 
@@ -47,6 +48,7 @@ __all__ = [
     "WeightingState",
     "initial_state",
     "needs_state",
+    "is_weighted",
     "normalize",
     "calibrate",
     "residual_calibrate",
@@ -61,6 +63,12 @@ __all__ = [
 class WeightingConfig:
     """How a group's uncertainty signal becomes a weight on its advantages (defaults = ``gcpo``)."""
 
+    rule: str = field(
+        "uncertainty",
+        help="where the weight comes from: 'uncertainty' (the signal below, normalised, calibrated "
+        "and modulated: gcpo, seed-grpo) or a peer weighting registered in gcpo.peers.RULES that "
+        "weights from the rewards alone (learnability, mgpo, dgpo; set signal: none)",
+    )
     signal: str = field(
         "cosine_dispersion",
         help="uncertainty signal: a name registered in gcpo.signals.SIGNALS (semantic_entropy, "
@@ -140,6 +148,28 @@ class WeightingConfig:
         help="rescale the weights so their mean over groups with RD > 0 is 1 (re-allocates the "
         "update across prompts instead of lowering the learning rate)",
     )
+    mgpo_lambda: float = field(
+        0.5,
+        help="rule=mgpo: strength lambda in w = exp(-lambda KL(Bern(p) || Bern(p0))) (0 = GRPO)",
+        min=0.0,
+    )
+    mgpo_p0: float = field(
+        0.5, help="rule=mgpo: the accuracy p0 where the weight peaks", min=1e-6, max=1 - 1e-6
+    )
+    dgpo_temperature: float = field(
+        2.0,
+        help="rule=dgpo: temperature T of the difficulty weights |A| softmax(-p/T); lower = more "
+        "weight on the hardest questions",
+        min=1e-6,
+    )
+    dgpo_scale_rewards: str = field(
+        "group",
+        help="rule=dgpo: the std the trainer's advantages were divided by (TRL's scale_rewards; "
+        "must match it): group, batch, or none (no MAD factor)",
+        choices=DGPO_SCALES,
+    )
+    dgpo_dgae: bool = field(True, help="rule=dgpo: apply the MAD advantage normaliser (DGAE)")
+    dgpo_dqw: bool = field(True, help="rule=dgpo: apply the difficulty weights (DQW)")
     bot_max_segments: int = field(
         8, help="barycentric_transport: at most this many segments (points) per completion", min=1
     )
@@ -157,6 +187,16 @@ class WeightingConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.rule != "uncertainty":
+            if self.rule not in RULES:
+                raise ConfigError(
+                    f"rule: got {self.rule!r}, allowed: uncertainty, {', '.join(sorted(RULES))}"
+                )
+            if self.signal != "none":
+                raise ConfigError(
+                    f"signal: rule {self.rule!r} weights from the rewards alone; set signal: none "
+                    f"(got {self.signal!r})"
+                )
         if self.signal != "none" and self.signal not in SIGNALS:
             raise ConfigError(
                 f"signal: got {self.signal!r}, allowed: none, {', '.join(sorted(SIGNALS))}"
@@ -352,9 +392,16 @@ class WeightingState:
         return out
 
 
+def is_weighted(config: WeightingConfig) -> bool:
+    """False for plain GRPO (weight 1 everywhere): no signal and no peer rule."""
+    return config.signal != "none" or config.rule != "uncertainty"
+
+
 def needs_state(config: WeightingConfig) -> bool:
     """Whether ``config`` carries state across batches: a rank window, a residual fit, or the
-    reward range behind an automatic ``rd_max``."""
+    reward range behind an automatic ``rd_max`` or a peer rule's accuracy."""
+    if config.rule != "uncertainty":
+        return True
     if config.signal == "none":
         return False
     uses_rd_scale = config.calibration in ("product", "snr") or (
@@ -626,9 +673,11 @@ def group_weights_detailed(
         if bool((rd < 0).any()):
             raise ValueError(f"reward_dispersion: must be >= 0, got minimum {rd.min().item()}")
     active = torch.ones_like(u, dtype=torch.bool) if rd is None else active_groups(rd)
-    if config.signal == "none":
+    if not is_weighted(config):
         zeros = torch.zeros_like(u, dtype=out_dtype)
         return WeightingResult(torch.ones_like(u, dtype=out_dtype), zeros, zeros, active)
+    if config.rule != "uncertainty":
+        return _rule_weights(config, u, rd, active, state, rewards, mask)
     if needs_state(config):
         state = _check_state(
             state, f"weighting {config.signal!r} ({config.normalization}, {config.calibration})"
@@ -672,6 +721,33 @@ def group_weights_detailed(
         rd_scale=float(scale) if scale is not None else float("nan"),
         rd_clipped=clipped,
     )
+
+
+def _rule_weights(
+    config: WeightingConfig,
+    u: torch.Tensor,
+    rd: torch.Tensor | None,
+    active: torch.Tensor,
+    state: WeightingState | None,
+    rewards: Any,
+    mask: Any,
+) -> WeightingResult:
+    """A peer rule's weights (:mod:`gcpo.peers`), renormalised like gcpo's."""
+    if rewards is None:
+        raise ValueError(f"rewards: rule {config.rule!r} weights from the rewards [B, G], got None")
+    st = _check_state(state, f"rule {config.rule!r}")
+    _rd_scale(config, st, rewards, mask)  # widens the reward range by this batch
+    assert st.reward_range is not None or not bool(active.any())
+    low, high = st.reward_range if st.reward_range is not None else (0.0, 1.0)
+    rule = get_rule(config.rule)
+    raw = rule(rewards, mask, low=low, high=high, **rule.kwargs_for(config)).to(torch.float64)
+    if raw.shape != u.shape:
+        raise ValueError(f"rule {config.rule!r}: returned shape {shape_of(raw)}, expected {tuple(u.shape)}")
+    w, fallback = renormalize(raw, rd) if config.renormalize else (raw, False)
+    w = torch.where(active.to(w.device), w, torch.ones_like(w))
+    zeros = torch.zeros_like(u)
+    scale = (high - low) / 2.0 if high > low else 0.5
+    return WeightingResult(w.to(u.dtype), zeros, zeros, active, fallback, rd_scale=scale)
 
 
 def group_weights(

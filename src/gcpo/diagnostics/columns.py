@@ -115,6 +115,13 @@ def preset_columns(
         return out
     rd = torch.tensor([float(r[RD_COLUMN]) for r in rows], dtype=torch.float64)
     group_size = torch.tensor([len(r["rewards"]) for r in rows])
+    g_max = int(group_size.max())
+    rewards = torch.zeros(len(rows), g_max, dtype=torch.float64)
+    mask = torch.zeros(len(rows), g_max, dtype=torch.bool)
+    for b, r in enumerate(rows):  # peer rules (learnability, mgpo, dgpo) weight from the rewards
+        n = len(r["rewards"])
+        rewards[b, :n] = torch.tensor([float(x) for x in r["rewards"]], dtype=torch.float64)
+        mask[b, :n] = True
     for name in presets:
         config = preset(name)
         col = preset_column.get(name)
@@ -123,7 +130,9 @@ def preset_columns(
             if col is None
             else torch.tensor([float(r[col]) for r in rows], dtype=torch.float64)
         )
-        res = group_weights_detailed(u, rd, config, initial_state(config), group_size=group_size)
+        res = group_weights_detailed(
+            u, rd, config, initial_state(config), group_size=group_size, rewards=rewards, mask=mask
+        )
         for i, o in enumerate(out):
             o[f"cal_{name}"] = float(res.calibrated[i])
             o[f"weight_{name}"] = float(res.weights[i])

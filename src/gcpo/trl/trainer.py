@@ -54,7 +54,7 @@ from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import WeightingConfig, WeightingState
+from gcpo.weighting import WeightingConfig, WeightingState, is_weighted
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
@@ -128,13 +128,20 @@ class GCPOTrainer(GRPOTrainer):
         self.scorer = scorer
         self.weighting = self.scorer.config
         self.extra_signals = list(extra_signals)
-        weighted = self.weighting.signal != "none" or isinstance(self.scorer, FunctionScorer)
+        weighted = is_weighted(self.weighting) or isinstance(self.scorer, FunctionScorer)
         if self.multi_objective_aggregation != "sum_then_normalize" and weighted:
             raise ValueError(
                 f"multi_objective_aggregation: got {self.multi_objective_aggregation!r}; GCPO "
                 "weighting needs 'sum_then_normalize' (TRL's default): with 'normalize_then_sum' "
                 "TRL baselines each completion on the batch, not its group, so a group's reward "
                 "dispersion no longer tells whether its advantages move the policy"
+            )
+        w = self.weighting
+        if w.rule == "dgpo" and w.dgpo_dgae and w.dgpo_scale_rewards != str(self.scale_rewards):
+            raise ValueError(
+                f"weighting.dgpo_scale_rewards: got {w.dgpo_scale_rewards!r} but the trainer's "
+                f"scale_rewards is {self.scale_rewards!r}; DGPO's MAD factor undoes the std TRL "
+                "divided by, so the two must match"
             )
         self._gcpo_inputs = self.scorer.needs(self.extra_signals)  # fails early on a bad name
         self._gcpo_lengths: list[int] | None = None
@@ -409,7 +416,7 @@ class GCPOTrainer(GRPOTrainer):
                     self.weighting.signal,
                 )
         self.gcpo_counts["rd_clipped"] += result.rd_clipped
-        weighted = self.weighting.signal != "none" or isinstance(self.scorer, FunctionScorer)
+        weighted = is_weighted(self.weighting) or isinstance(self.scorer, FunctionScorer)
         if weighted and not result.acts:
             self.gcpo_counts["inert_steps"] += 1
             if self.gcpo_counts["inert_steps"] == 1:
