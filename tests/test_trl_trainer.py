@@ -514,11 +514,12 @@ def test_peer_presets_train_and_match_an_independent_reimplementation(
         flat = [x for r in rows for x in r]
         low = min(flat) if low is None else min(low, min(flat))
         high = max(flat) if high is None else max(high, max(flat))
-        raw = {
-            "learnability": lambda: ref_learnability(rows, low, high),
-            "mgpo": lambda: ref_mgpo(rows, low, high, 0.5, 0.5),
-            "dgpo": lambda: ref_dgpo(rows, low, high),
-        }[name]()
+        if name == "learnability":
+            raw = ref_learnability(rows, low, high)
+        elif name == "mgpo":
+            raw = ref_mgpo(rows, low, high, 0.5, 0.5)
+        else:
+            raw = ref_dgpo(rows, low, high)
         active = [len(set(r)) > 1 for r in rows]
         mean = sum(w for w, a in zip(raw, active, strict=True) if a) / sum(active)
         expected = torch.tensor([w / mean if a else 1.0 for w, a in zip(raw, active, strict=True)])
