@@ -16,7 +16,7 @@ import pytest
 
 import gcpo
 
-CORE = ("gcpo.signals", "gcpo.weighting", "gcpo.advantages")
+CORE = ("gcpo.signals", "gcpo.weighting", "gcpo.advantages", "gcpo.peers")
 # every gcpo module the core may import (the core itself and its helpers)
 CORE_CLOSURE = frozenset(
     CORE + ("gcpo", "gcpo.validation", "gcpo.barycenter", "gcpo.fields")

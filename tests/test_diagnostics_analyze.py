@@ -39,16 +39,17 @@ def test_preset_columns_follow_the_weighting_definitions():
         rows, ["grpo", "gcpo", "seed-grpo"], {"gcpo": "cd", "seed-grpo": "se_lik"}
     )
     assert [o["weight_grpo"] for o in out] == [1.0] * 4
-    # gcpo: rank-normalised CD times (1 - RD / 0.5); the group with RD = 0.5 has U~ = 0
-    assert out[0]["cal_gcpo"] == 0.0
-    cal = [o["cal_gcpo"] for o in out]
-    assert cal[1] > cal[2] > 0  # highest CD and no reward dispersion: the noisiest
+    # gcpo: the rank of CD's residual given RD over the active groups; with three active groups
+    # a quadratic in RD fits their ranks exactly, so nothing is left: all tie at 0.5
+    assert [o["cal_gcpo"] for o in out] == [0.5, 0.0, 0.5, 0.5]
+    assert out[1]["weight_gcpo"] == 1.0  # RD = 0: no learning signal, untouched
     # seed-grpo: U~ = SE / log 8 (bound normalisation, no calibration), weight 1 / (1 + 0.0417 U~)
-    for o, se in zip(out, [0.0, 1.0, 2.0, 0.5], strict=True):
+    for o, se, r in zip(out, [0.0, 1.0, 2.0, 0.5], rows, strict=True):
         assert o["cal_seed-grpo"] == pytest.approx(
             min(se / torch.log(torch.tensor(8.0)).item(), 1.0)
         )
-        assert o["weight_seed-grpo"] == pytest.approx(1 / (1 + 0.0417 * o["cal_seed-grpo"]))
+        expected = 1 / (1 + 0.0417 * o["cal_seed-grpo"]) if r["reward_dispersion"] > 0 else 1.0
+        assert o["weight_seed-grpo"] == pytest.approx(expected)
     # renormalised: mean gcpo weight over groups with RD > 0 is 1
     active = [
         o["weight_gcpo"] for o, r in zip(out, rows, strict=True) if r["reward_dispersion"] > 0

@@ -35,7 +35,7 @@ def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no
     from gcpo.presets import preset
     from gcpo.scoring import Groups, GroupScorer
     from gcpo.signals import get_signal
-    from gcpo.weighting import WeightingConfig, group_weights
+    from gcpo.weighting import WeightingConfig, group_weights, initial_state
 
     spec = get_signal("answer_spread")
     assert spec.needs == ("clusters",) and spec.bound_value(8, 0.5) == 1.0
@@ -45,7 +45,7 @@ def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no
         [[1, 1, 0], [1, 1, 1]],
         answers=[["4", "4", "5"], ["4", "4", "4"]],
     )
-    config = preset("gcpo", signal="answer_spread", normalization="bound")
+    config = preset("gcpo", signal="answer_spread", normalization="bound", calibration="product")
     assert isinstance(config, WeightingConfig) and config.signal == "answer_spread"
     scorer = GroupScorer(config, "hashing")
     result = scorer.score(groups)
@@ -53,7 +53,13 @@ def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no
     assert result.rows()[0]["answer_spread"] == pytest.approx(0.5)
     # the same weights as the core applied to the signal's values
     expected = group_weights(
-        result.uncertainty, result.reward_dispersion, config, group_size=groups.group_sizes
+        result.uncertainty,
+        result.reward_dispersion,
+        config,
+        initial_state(config),
+        group_size=groups.group_sizes,
+        rewards=groups.rewards,
+        mask=groups.mask,
     )
     torch.testing.assert_close(result.weights, expected)
     with pytest.raises(ValueError, match="already registered"):
