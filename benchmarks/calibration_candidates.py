@@ -81,6 +81,8 @@ def calibrated_values(cand: Candidate, d: dict[str, np.ndarray]) -> np.ndarray:
         _, ut = residual_calibrate(u, rd, initial_state(cfg))  # type: ignore[arg-type]
         return ut.numpy()
     un = torch.tensor(mid_rank(d["cd"]), dtype=torch.float64)
+    if cfg.calibration == "snr":  # its strength (lambda) acts inside the calibration
+        return un.numpy()
     ut = calibrate(un, rd, cfg).numpy()
     if cand.name == "rank(product)":
         out = np.zeros_like(ut)
@@ -98,6 +100,8 @@ def weights_of(cand: Candidate, ut: np.ndarray, rd: np.ndarray, strength: float)
         return renormalize(w, rdt)[0].numpy()
     cfg = cand.config if cand.config is not None else preset("gcpo")
     cfg = dataclasses.replace(cfg, **{cand.strength_field: strength})
+    if cfg.calibration == "snr":
+        t = calibrate(t, rdt, cfg)
     w = modulate(t, cfg)
     log_w = -cfg.alpha * t if cfg.modulation == "exp" and cfg.calibration != "snr" else None
     return renormalize(w, rdt, log_weights=log_w)[0].numpy()
