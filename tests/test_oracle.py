@@ -447,3 +447,34 @@ def test_summary_prints_a_line_per_signal(capsys: pytest.CaptureFixture[str]) ->
     assert "    cd tracks NSR: rho = +0.12, V: rho = +0.30, n = 40 groups" in lines
     assert "    weight vs NSR: rho = -0.10, V: rho = -0.20, n = 40 groups" in lines
     assert alignment_lines(None) == []
+
+
+def test_analyze_reports_the_oracle_column_equal_to_its_grad_nsr() -> None:
+    from gcpo.diagnostics.analyze import AnalyzeConfig, _analyse_group
+    from gcpo.diagnostics.columns import make_scorers, signal_plan
+    from gcpo.diagnostics.items import Item
+    from gcpo.embedders import get_embedder
+    from gcpo.gradients import select_parameters
+    from gcpo.models import load_policy
+    from gcpo.tasks.registry import TaskKind
+
+    even = TaskKind(
+        name="even-length-oracle",
+        description="test",
+        score=lambda c, refs, **_: {"score": float(len(c) % 2 == 0)},
+        answer_key=lambda c: str(len(c) % 2),
+    )
+    model, tok = load_policy("tiny-random")
+    params = [p for _, p in select_parameters(model, "last-block")]
+    columns, preset_column = signal_plan(["gcpo", "oracle"])
+    assert preset_column["oracle"] == "nsr"
+    scorers = make_scorers(columns, get_embedder("hashing"))
+    for seed in range(6):
+        item = Item("p0", [{"role": "user", "content": "What is 2 + 2?"}], ["4"], even)
+        cfg = AnalyzeConfig(model="tiny-random", task="arithmetic", group_size=6,
+                            max_new_tokens=8, temperature=1.0, seed=seed)  # fmt: skip
+        row = _analyse_group(item, model, tok, params, None, scorers, cfg)
+        if row["reward_dispersion"] > 0:
+            break
+    assert row["reward_dispersion"] > 0 and row["grad_nsr"] > 0
+    assert row["nsr"] == pytest.approx(row["grad_nsr"], rel=1e-6)
