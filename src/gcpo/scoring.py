@@ -582,7 +582,13 @@ class GroupScorer:
         for spec in specs:
             for need in spec.needs:  # always consumed: missing is an error
                 if need in given and given[need] is None:
-                    raise ValueError(f"groups.{need}: signal {spec.name!r} needs it, got None")
+                    why = (
+                        " (per-completion policy gradients: only a trainer or gcpo analyze, "
+                        "which run the model, compute them)"
+                        if need == "gradients"
+                        else ""
+                    )
+                    raise ValueError(f"groups.{need}: signal {spec.name!r} needs it, got None{why}")
         all_needs = {need for ns in needed.values() for need in ns}
 
         t0 = time.perf_counter()
