@@ -478,3 +478,26 @@ def test_analyze_reports_the_oracle_column_equal_to_its_grad_nsr() -> None:
             break
     assert row["reward_dispersion"] > 0 and row["grad_nsr"] > 0
     assert row["nsr"] == pytest.approx(row["grad_nsr"], rel=1e-6)
+
+
+def test_gcpo_train_with_the_monitor_writes_the_summary_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from gcpo.cli import main
+
+    run = tmp_path / "run"
+    tiny = ["model=tiny-random", "embedder=hashing", "num_train_prompts=16", "num_eval_prompts=2",
+            "per_device_train_batch_size=4", "num_generations=2", "max_completion_length=4",
+            "eval_max_new_tokens=4", "plot=false", "save_final=false"]  # fmt: skip
+    rc = main(["train", "--output", str(run), "max_steps=2", "save_steps=1", "monitor_every=1", "preset=oracle",
+               *tiny])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    summary = json.loads((run / "summary.json").read_text())
+    alignment = summary["alignment"]
+    assert alignment["every"] == 1 and alignment["measured_steps"] == 2
+    assert "live monitor (every 1 steps, 2 measured" in out
+    for label in alignment["rho"]:
+        assert f"    {label} tracks NSR: rho = " in out or label == "weight"
+    saved = json.loads((run / "checkpoint-2" / "gcpo_state.json").read_text())
+    assert saved["monitor"]["measurements"] == 2
