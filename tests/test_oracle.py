@@ -435,6 +435,9 @@ def test_train_config_monitor_fields_and_one_line_errors(
         rc = main(["train", str(QUICKSTART), bad, "--check", "--output", str(tmp_path / "r")])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and match in err, err
+    rc = main(["train", str(QUICKSTART), "monitor_every=4", "--check", "--output", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "every 4 steps (4 of 16), window 256 groups" in out, out
 
 
 def test_summary_prints_a_line_per_signal(capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,6 +137,7 @@ class GCPOTrainer(GRPOTrainer):
     ) -> None:
         self.weighting_name = weighting if isinstance(weighting, str) else None
         self.base_model = base_model
+        self._init_gradients(gradients, monitor_every, monitor_window)  # checked before TRL's init
         if scorer is None:
             if isinstance(weighting, str):
                 weighting = preset(weighting)
@@ -171,7 +172,6 @@ class GCPOTrainer(GRPOTrainer):
         self.last_groups: Groups | None = None
         self._gcpo_rewards: torch.Tensor | None = None
         self._gcpo_texts: tuple[list[Any], list[Any]] | None = None
-        self._init_gradients(gradients, monitor_every, monitor_window)
 
     # -- TRL extension points (super() first, then our part) ----------------------------------
 
@@ -474,7 +474,6 @@ class GCPOTrainer(GRPOTrainer):
         m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
         if logprob_s:
             m["gcpo/logprob_s"].append(logprob_s)
-
 
     # -- per-completion gradients: the grad_nsr oracle and the live monitor -------------------
 
