@@ -200,6 +200,8 @@ def _direct_gradients(trainer: Any, output: dict[str, Any]) -> torch.Tensor:
     params = [p for _, p in named]
     rewards = trainer._gcpo_rewards.sum(dim=1).view(-1, G)
     active = (rewards.max(dim=1).values > rewards.min(dim=1).values).repeat_interleave(G)
+    n_local = output["completion_ids"].shape[0]
+    active = active[trainer.accelerator.process_index * n_local :][:n_local]  # this process's slice
     out = []
     was = model.training
     model.eval()
@@ -216,7 +218,7 @@ def _direct_gradients(trainer: Any, output: dict[str, Any]) -> torch.Tensor:
         grads = torch.autograd.grad(a * logp.mean(), params)
         out.append(torch.cat([g.reshape(-1) for g in grads]).detach())
     model.train(was)
-    return torch.stack(out).view(-1, G, out[0].numel())
+    return torch.stack(out)  # [N_local, P]
 
 
 def make_trainer(
@@ -255,7 +257,7 @@ def test_trainer_grad_nsr_matches_direct_autograd(tmp_path: Path) -> None:
     checked = 0
     for rec in trainer.records:
         groups, result = rec["groups"], rec["result"]
-        direct = rec["direct"]
+        direct = rec["direct"].view(-1, G, rec["direct"].shape[-1])
         assert groups.gradients is not None and groups.gradients.shape == direct.shape
         torch.testing.assert_close(groups.gradients, direct.float(), rtol=1e-4, atol=1e-7)
         for b in range(direct.shape[0]):
@@ -504,3 +506,55 @@ def test_gcpo_train_with_the_monitor_writes_the_summary_lines(
         assert f"    {label} tracks NSR: rho = " in out or label == "weight"
     saved = json.loads((run / "checkpoint-2" / "gcpo_state.json").read_text())
     assert saved["monitor"]["measurements"] == 2
+
+
+WORKER = r"""
+import json, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import torch
+from test_oracle import length_reward, make_trainer
+out = Path(sys.argv[1])
+# 3 completions per process, G=2: the middle group straddles the two processes
+trainer = make_trainer(out, reward=length_reward, per_device_train_batch_size=3, max_steps=2,
+                       trainer_kwargs={{"gradients": {{"project_dim": 0}}, "reference": True,
+                                       "monitor_every": 1}})
+trainer.train()
+rank = trainer.accelerator.process_index
+rows = [{{"direct": rec["direct"].tolist(), "gathered": rec["groups"].gradients.tolist(),
+          "nsr": rec["result"].signals["grad_nsr"].tolist(),
+          "active": rec["result"].active.tolist()}} for rec in trainer.records]
+state = trainer.gcpo_monitor.state_dict()
+(out / f"rank{{rank}}.json").write_text(json.dumps({{"rows": rows, "monitor": state}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_gather_the_per_completion_gradients(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29533", str(script), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["monitor"] == ranks[1]["monitor"]  # the same window on every process
+    active_seen = 0
+    for r0, r1 in zip(ranks[0]["rows"], ranks[1]["rows"], strict=True):
+        # every process scored the same gathered [B, G, P] gradients and NSR
+        assert r0["gathered"] == r1["gathered"] and r0["nsr"] == r1["nsr"]
+        # ... equal to the two local slices, each computed by plain autograd on its process
+        direct = torch.tensor(r0["direct"] + r1["direct"])
+        gathered = torch.tensor(r0["gathered"])
+        torch.testing.assert_close(gathered.view(direct.shape), direct, rtol=1e-4, atol=1e-7)
+        for b, on in enumerate(r0["active"]):
+            if on:
+                _, nsr = _reference_nsr(gathered[b].double().numpy())
+                assert r0["nsr"][b] == pytest.approx(nsr, rel=1e-3)
+                active_seen += 1
+    assert active_seen >= 1
