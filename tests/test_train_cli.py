@@ -79,9 +79,10 @@ def test_cli_help_lists_every_field(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "--help"])
     out = capsys.readouterr().out
     for f in dataclasses.fields(TrainConfig):
-        if f.name not in ("weighting", "embedder"):  # nested: listed field by field
+        if f.name not in ("weighting", "embedder", "gradients"):  # nested: listed field by field
             assert f"  {f.name} (" in out, f.name
     assert "weighting.alpha (" in out and "embedder.batch_size (" in out
+    assert "gradients.project_dim (" in out and "monitor_every (" in out
 
 
 def test_cli_config_error_exit_code(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

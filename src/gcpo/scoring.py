@@ -26,6 +26,7 @@ eigenscore (eig)           embed   one embedding per completion
 token_entropy (te)         ``groups.token_entropy``
 negative_log_likelihood    ``groups.logprobs``
 (nll)
+grad_nsr (nsr)             grads   ``groups.gradients`` (the oracle; a trainer computes them)
 ========================== ======= ========================================================
 
 Likelihood weighting (``se_likelihood_weighting`` / ``completion_weighting: likelihood``) uses
@@ -66,9 +67,13 @@ __all__ = [
     "resolve_signal_names",
     "short_name",
     "weighting_acts",
+    "TRAINER_INPUTS",
 ]
 
 logger = logging.getLogger("gcpo")
+
+#: Per-completion inputs a trainer computes on demand (:meth:`GroupScorer.needs`).
+TRAINER_INPUTS = frozenset({"logprobs", "token_entropy", "gradients"})
 
 
 def weighting_acts(active: torch.Tensor, weighted: bool, renormalized: bool) -> bool:
@@ -157,6 +162,24 @@ def _padded(
     return out
 
 
+def _gradients(values: Any, sizes: list[int]) -> torch.Tensor | None:
+    """``[B, Gmax, P]`` float32 per-completion gradients, checked (see :class:`Groups`)."""
+    if values is None:
+        return None
+    g = float_tensor(values, "gradients", 3)
+    g_max = max(sizes, default=0)
+    if g.shape[0] != len(sizes) or g.shape[1] < g_max:
+        raise ValueError(
+            f"gradients: expected shape [{len(sizes)}, >= {g_max}, P] (groups, completions, "
+            f"parameters), got {tuple(g.shape)}"
+        )
+    g = g[:, :g_max].to(torch.float32)
+    padding = torch.ones(g.shape[:2], dtype=torch.bool)
+    for b, n in enumerate(sizes):
+        padding[b, :n] = False
+    return g.masked_fill(padding[..., None], 0.0) if bool(padding.any()) else g
+
+
 @dataclass
 class Groups:
     """A batch of ``B`` prompt groups of up to ``Gmax`` completions (ragged, with a mask).
@@ -173,6 +196,11 @@ class Groups:
         token_entropy: ``[B, Gmax]`` mean token entropy per completion (nats), or None.
         answers: ``B`` lists of per-completion final-answer keys (``None`` = unparseable), or
             None to extract them from the completions.
+        gradients: ``[B, Gmax, P]`` float32 per-completion policy gradients
+            ``g_i = A_i * grad l_i`` (GRPO advantages before weighting; zero rows for masked
+            completions and inactive groups), or None. ``P`` is the size of the parameter subset
+            or, with a CountSketch projection, its dimension (``gcpo.gradients``); consumed by
+            the ``grad_nsr`` oracle.
     """
 
     prompts: list[str]
@@ -182,6 +210,7 @@ class Groups:
     logprobs: torch.Tensor | None = None
     token_entropy: torch.Tensor | None = None
     answers: list[list[str | None]] | None = None
+    gradients: torch.Tensor | None = None
 
     @property
     def num_groups(self) -> int:
@@ -202,6 +231,7 @@ class Groups:
         answers: Sequence[Sequence[str | None]] | None = None,
         token_entropy: Any = None,
         valid: Any = None,
+        gradients: Any = None,
     ) -> Groups:
         """Validate and pad ragged lists (tensors ``[B, G]`` are accepted for the numbers).
 
@@ -209,6 +239,9 @@ class Groups:
         completions that could be scored; ``False`` (e.g. a reward function returned None) leaves
         a completion out of the mask, so it enters no signal and no reward dispersion (its
         ``rewards`` entry must still be a number; it is ignored).
+
+        ``gradients`` (optional) is a ``[B, Gmax', P]`` float tensor / array of per-completion
+        gradients with ``Gmax' >= Gmax`` (extra columns are dropped), finite.
 
         Raises ValueError naming the field and ``[group][completion]`` index for a length
         mismatch, a non-string completion, or a NaN / infinite number.
@@ -278,6 +311,7 @@ class Groups:
             logprobs=_padded(logprobs, sizes, "logprobs"),
             token_entropy=_padded(token_entropy, sizes, "token_entropy"),
             answers=keys,
+            gradients=_gradients(gradients, sizes),
         )
 
     @classmethod
@@ -459,15 +493,19 @@ class GroupScorer:
 
     def needs(self, extra_signals: Sequence[str] | str = ()) -> set[str]:
         """Per-completion inputs :meth:`score` needs beyond texts and rewards, for the config's
-        signal plus ``extra_signals``: a subset of ``{"logprobs", "token_entropy"}``.
+        signal plus ``extra_signals``: a subset of :data:`TRAINER_INPUTS`
+        (``{"logprobs", "token_entropy", "gradients"}``).
 
-        A trainer computes exactly these (e.g. one no-grad forward pass for log-probs), so every
-        configured signal runs, and a likelihood weighting never silently falls back to uniform.
+        A trainer computes exactly these (e.g. one no-grad forward pass for log-probs; per-
+        completion policy gradients of the active groups only for ``gradients``, which the
+        ``grad_nsr`` oracle needs), so every configured signal runs, and a likelihood weighting
+        never silently falls back to uniform. An adapter that cannot compute one refuses the
+        configuration (verl cannot compute ``gradients``).
         """
         out: set[str] = set()
         for name in self._names(extra_signals):
             out.update(get_signal(name).needs_for(self.config))
-        return out & {"logprobs", "token_entropy"}
+        return out & TRAINER_INPUTS
 
     def _names(self, extra_signals: Sequence[str] | str = ()) -> list[str]:
         own = [] if self.config.signal == "none" else [self.config.signal]
@@ -556,11 +594,21 @@ class GroupScorer:
         cfg = self.config
         specs = [get_signal(n) for n in wanted]
         needed = {n: spec.needs_for(cfg) for n, spec in zip(wanted, specs, strict=True)}
-        given = {"logprobs": groups.logprobs, "token_entropy": groups.token_entropy}
+        given = {
+            "logprobs": groups.logprobs,
+            "token_entropy": groups.token_entropy,
+            "gradients": groups.gradients,
+        }
         for spec in specs:
             for need in spec.needs:  # always consumed: missing is an error
                 if need in given and given[need] is None:
-                    raise ValueError(f"groups.{need}: signal {spec.name!r} needs it, got None")
+                    why = (
+                        " (per-completion policy gradients: only a trainer or gcpo analyze, "
+                        "which run the model, compute them)"
+                        if need == "gradients"
+                        else ""
+                    )
+                    raise ValueError(f"groups.{need}: signal {spec.name!r} needs it, got None{why}")
         all_needs = {need for ns in needed.values() for need in ns}
 
         t0 = time.perf_counter()
@@ -685,7 +733,7 @@ class FunctionScorer(GroupScorer):
     """A :class:`GroupScorer` whose weights come from a user function instead of a preset.
 
     ``fn(groups, state) -> weights[B]`` receives the gathered batch (texts, rewards, validity
-    mask, and ``logprobs`` / ``token_entropy`` when ``fn.needs`` names them) and a dict it owns.
+    mask, and ``logprobs`` / ``token_entropy`` / ``gradients`` when ``fn.needs`` names them) and a dict it owns.
     The weights are checked (``[B]``, finite, ``>= 0``) and reported like a preset's: over the
     active groups (``RD > 0``), with RD and any ``extra_signals`` computed by gcpo.
 
@@ -710,9 +758,9 @@ class FunctionScorer(GroupScorer):
         self.fn = fn
         self.name = getattr(fn, "__name__", type(fn).__name__)
         extra = set(getattr(fn, "needs", ()))
-        if not extra <= {"logprobs", "token_entropy"}:
+        if not extra <= TRAINER_INPUTS:
             raise ValueError(
-                f"fn.needs: expected a subset of {{'logprobs', 'token_entropy'}}, got {sorted(extra)}"
+                f"fn.needs: expected a subset of {sorted(TRAINER_INPUTS)}, got {sorted(extra)}"
             )
         self._fn_needs = extra
 

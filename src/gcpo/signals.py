@@ -18,6 +18,8 @@ name                        inputs                       bound (``SignalSpec.bou
 ``eigenscore``              embeddings [B,G,D]           none (can be negative)
 ``token_entropy``           per-completion entropies     none
 ``negative_log_likelihood`` per-completion log-probs     none
+``grad_nsr``                per-completion gradients     none (the oracle: needs a model's
+                            [B,G,P]                      gradients, see :func:`gradient_nsr`)
 ==========================  ===========================  ========================================
 
 Degenerate groups (G = 1, identical completions, all rewards equal, zero embeddings, every member
@@ -60,6 +62,9 @@ __all__ = [
     "eigenscore",
     "token_entropy",
     "negative_log_likelihood",
+    "GRAD_NSR_EPS",
+    "gradient_noise_stats",
+    "gradient_nsr",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -75,6 +80,8 @@ NEEDS: dict[str, str] = {
     "rewards": "[B, G] float: the rewards",
     "logprobs": "[B, G] float: length-normalised sequence log-likelihood l_i",
     "token_entropy": "[B, G] float: mean next-token entropy of each completion",
+    "gradients": "[B, G, P] float: per-completion policy gradients g_i = A_i * grad l_i on a "
+    "parameter subset (P its size, or a CountSketch dimension); zero rows where masked or A_i = 0",
 }
 
 Bound = float | Callable[[Any, float], Any] | None
@@ -763,3 +770,76 @@ def _token_entropy_signal(token_entropy: Any, mask: Any | None = None) -> torch.
 )
 def _negative_log_likelihood_signal(logprobs: Any, mask: Any | None = None) -> torch.Tensor:
     return negative_log_likelihood(logprobs, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# The oracle: gradient noise-to-signal ratio (docs/design.md section 8)
+# --------------------------------------------------------------------------------------------
+
+#: ``eps`` in ``NSR = V / (||g_bar||^2 + eps)``, the value ``gcpo analyze`` uses (per-completion
+#: gradients of a transformer block are O(1e-3..1) in norm, so it only guards ``0 / 0``).
+GRAD_NSR_EPS = 1e-12
+
+
+def gradient_noise_stats(
+    gradients: Any, mask: Any | None = None, eps: float = GRAD_NSR_EPS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-group gradient variance, squared norm of the mean gradient, and NSR.
+
+    Over the valid members of each group, ``g_bar = (1/n) sum_i g_i``,
+    ``V = (1/n) sum_i ||g_i - g_bar||^2`` (population variance, no Bessel correction) and
+    ``NSR = V / (||g_bar||^2 + eps)``; computed in float64.
+
+    Args:
+        gradients: ``[B, G, P]`` float, per-completion gradients ``g_i = A_i * grad l_i``.
+        mask: ``[B, G]`` bool, True = valid; masked rows are ignored whatever they hold.
+        eps: ``> 0``.
+
+    Returns:
+        ``(V, ||g_bar||^2, NSR)``, each ``[B]`` float64. A group with no valid member, one valid
+        member, or all-zero gradients (an inactive group: every ``A_i = 0``) gives 0 for all three.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps: expected a number > 0, got {eps!r}")
+    g = float_tensor(gradients, "gradients", 3).to(torch.float64)
+    m = check_mask(mask, (g.shape[0], g.shape[1]), g.device).to(torch.float64)
+    count = m.sum(1).clamp_min(1.0)
+    mean = (g * m[..., None]).sum(1) / count[:, None]
+    sq_dev = ((g - mean[:, None]) ** 2).sum(-1)
+    variance = (sq_dev * m).sum(1) / count
+    mean_sq = (mean**2).sum(-1)
+    return variance, mean_sq, variance / (mean_sq + eps)
+
+
+def gradient_nsr(gradients: Any, mask: Any | None = None, eps: float = GRAD_NSR_EPS) -> torch.Tensor:
+    """Gradient noise-to-signal ratio of each group (the oracle signal ``grad_nsr``).
+
+    ``NSR = V / (||g_bar||^2 + eps)`` of the group's per-completion policy gradients (see
+    :func:`gradient_noise_stats`): high when the completions pull the policy in directions that
+    mostly cancel, i.e. the group's contribution to the update is mostly noise. Invariant to the
+    order of the completions and to a common scale of the gradients (up to ``eps``), and -- by
+    linearity -- approximately preserved by a CountSketch projection of the gradients (each
+    squared norm within a relative ``sqrt(2/k)`` standard deviation, ``gcpo.gradients``).
+
+    Args:
+        gradients: ``[B, G, P]`` float.
+        mask: ``[B, G]`` bool, True = valid.
+        eps: ``> 0``.
+
+    Returns:
+        ``[B]`` float32, ``>= 0`` and finite; 0 for an inactive group (all ``A_i = 0``, so every
+        ``g_i = 0``), a single valid member, or an all-masked group.
+    """
+    return gradient_noise_stats(gradients, mask, eps)[2].to(torch.float32)
+
+
+@register_signal(
+    "grad_nsr",
+    needs=("gradients",),
+    bound=None,
+    description="oracle: gradient noise-to-signal ratio V / ||g_bar||^2 of the group's "
+    "per-completion policy gradients (needs the model; training only)",
+    alias="nsr",
+)
+def _grad_nsr_signal(gradients: Any, mask: Any | None = None) -> torch.Tensor:
+    return gradient_nsr(gradients, mask)

@@ -566,6 +566,30 @@ def residual_calibrate(
     return un, ut
 
 
+def _active_rank(u: torch.Tensor, rd: torch.Tensor | None, state: WeightingState) -> torch.Tensor:
+    """``rank`` normalisation: the mid-rank of each batch value among the pool's *active*
+    groups (RD > 0) when RD is known, so groups with no learning signal (whose signal may sit at
+    an extreme, e.g. NSR = 0) do not squeeze the active groups' ranks; among the whole pool when
+    RD is not given (or for the window entries whose RD is unknown). Inactive batch groups get
+    their rank among the active pool too (it does not matter: their weight is 1)."""
+    pool_u, pool_rd = state.pool(u, rd)
+    if rd is None:
+        return _mid_ranks(pool_u[len(state.values) :], pool_u)
+    keep = ~(torch.isfinite(pool_rd) & (pool_rd <= 0))  # active, or RD unknown (old windows)
+    batch = pool_u[len(state.values) :]
+    ref = pool_u[keep]
+    if ref.numel() == 0:
+        return torch.zeros_like(batch)
+    # a batch value that is not in the reference pool (an inactive group) is ranked as if added
+    less = (ref.unsqueeze(0) < batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
+    equal = (ref.unsqueeze(0) == batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
+    in_ref = keep[len(state.values) :].to(torch.float64)
+    others = ref.numel() - in_ref
+    return torch.where(
+        others > 0, (less + 0.5 * (equal - in_ref)) / others.clamp_min(1), torch.full_like(batch, 0.5)
+    ).to(u.device)
+
+
 def modulate(calibrated: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
     """Step 3: ``weight = f(alpha * U~)`` (``snr``: ``weight = 1 - U~``)."""
     if config.calibration == "snr":
@@ -698,7 +722,7 @@ def group_weights_detailed(
     else:
         if config.normalization == "rank":
             assert state is not None
-            un = state.rank(u.to(torch.float64), update=False)
+            un = _active_rank(u, rd, state)
             state.push(u, rd)
         else:
             un = normalize(u, config, state, group_size=group_size, bound=bound, rd_scale=scale)

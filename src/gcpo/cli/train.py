@@ -111,6 +111,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(
         f"  train reward: first step {fmt(s['train_reward_first'])}, last step {fmt(s['train_reward_last'])}"
     )
+    for line in alignment_lines(s.get("alignment")):
+        print(line)
     stats = s.get("reward_stats") or {}
     if stats.get("unscorable") or s.get("data_skipped_rows"):
         print(
@@ -124,6 +126,25 @@ def _print_summary(s: dict[str, Any]) -> None:
             print(f"    {key:12s} {s[key]}")
     if s.get("final_model"):
         print(f"  evaluate it: gcpo eval --model {s['final_model']}")
+
+
+def alignment_lines(alignment: dict[str, Any] | None) -> list[str]:
+    """The live monitor's lines of the run summary: one per signal (and the applied weight)."""
+    if not alignment:
+        return []
+    n, steps = alignment.get("groups", 0), alignment.get("measured_steps", 0)
+    lines = [
+        f"  live monitor (every {alignment.get('every')} steps, {steps} measured, last {n} active "
+        "groups): Spearman rho with gradient noise-to-signal ratio NSR and variance V"
+    ]
+    for label, rho in (alignment.get("rho") or {}).items():
+        verb = "weight vs" if label == "weight" else f"{label} tracks"
+        lines.append(
+            f"    {verb} NSR: rho = {rho['NSR']:+.2f}, V: rho = {rho['V']:+.2f}, n = {n} groups"
+        )
+    if n < 3:
+        lines.append("    (fewer than 3 groups measured: rho is reported as 0)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

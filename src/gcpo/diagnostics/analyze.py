@@ -277,6 +277,7 @@ def _analyse_group(
         [rewards],
         logprobs=[logprobs],
         token_entropy=[entropies],
+        gradients=grads.grads[None],  # for the grad_nsr oracle (signals=[grad_nsr], preset oracle)
     )
     row: dict[str, Any] = {"prompt_id": item.prompt_id}
     if "level" in item.meta:  # graded-arithmetic's difficulty level, MATH's level

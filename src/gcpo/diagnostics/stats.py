@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from gcpo.signals import GRAD_NSR_EPS, gradient_noise_stats
+
 __all__ = [
     "GradientNoise",
     "gradient_noise",
@@ -34,7 +36,7 @@ __all__ = [
     "correlate",
 ]
 
-NSR_EPS = 1e-12
+NSR_EPS = GRAD_NSR_EPS
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,8 @@ def gradient_noise(
         m = mask_t.to(torch.float64)
     if eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    count = m.sum(1).clamp_min(1.0)
-    mean = (grads * m[..., None]).sum(1) / count[:, None]
-    sq_dev = ((grads - mean[:, None]) ** 2).sum(-1)
-    variance = (sq_dev * m).sum(1) / count
-    mean_sq = (mean**2).sum(-1)
-    nsr = variance / (mean_sq + eps)
+    # one definition with the trainer's grad_nsr oracle (gcpo.signals, float64 inside)
+    variance, mean_sq, nsr = gradient_noise_stats(grads, m.to(torch.bool), eps)
     out = [t.to(torch.float32) for t in (variance, mean_sq, nsr)]
     if single:
         out = [t[0] for t in out]

@@ -115,4 +115,23 @@ def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) ->
         "steps": config.max_steps,
         "completions_per_step": args.generation_batch_size,
         "num_generations": config.num_generations,
+        "monitor": _describe_monitor(config),
     }
+
+
+def _describe_monitor(config: TrainConfig) -> str:
+    """The live monitor and the per-completion gradients it (or the oracle) takes."""
+    from gcpo.scoring import resolve_signal_names
+
+    g = config.gradients
+    grads = f"gradients of {g.params}, " + (
+        f"CountSketch to {g.project_dim} dims" if g.project_dim else "exact"
+    )
+    oracle = "grad_nsr" in {config.weighting.signal, *resolve_signal_names(config.extra_signals)}
+    if not config.monitor_every:
+        return "off" + (f" (the oracle takes {grads} every step)" if oracle else "")
+    measured = config.max_steps // config.monitor_every
+    return (
+        f"every {config.monitor_every} steps ({measured} of {config.max_steps}), window "
+        f"{config.monitor_window} groups, {grads}"
+    )

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from gcpo import config as cfg
 from gcpo.embedders import EmbedderConfig
 from gcpo.fields import ConfigError, coerce, field, tagged_fields
+from gcpo.gradients import GradientConfig
 from gcpo.tasks.registry import reward_names, synthetic_task_names
 from gcpo.weighting import WeightingConfig
 
@@ -58,6 +59,22 @@ class TrainConfig:
     extra_signals: list[str] = field(
         default_factory=list,
         help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
+    )
+    monitor_every: int = field(
+        0,
+        help="live monitor: every this many steps measure per-group gradient variance V and NSR "
+        "of that step's active groups and log the Spearman rho of every signal (and of the "
+        "weight) with them as gcpo/align/<label>/V|NSR, plus a line per signal in the summary "
+        "(0 = off; costs one forward + backward per completion of an active group on those steps)",
+        min=0,
+    )
+    monitor_window: int = field(
+        256, help="live monitor: rho over the last this many measured groups (checkpointed)", min=1
+    )
+    gradients: GradientConfig = field(
+        default_factory=GradientConfig,
+        help="per-completion policy gradients of the grad_nsr oracle (preset oracle) and the "
+        "monitor: parameter subset, CountSketch dimension, objective",
     )
     # -- data and reward --------------------------------------------------------------------
     task: str = field(
@@ -199,6 +216,13 @@ class TrainConfig:
         # the preset's weighting unless one is given; a mapping overrides the preset's fields
         self.weighting = cfg.preset_weighting(self.preset, self.weighting)
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
+        self.gradients = coerce(self.gradients, GradientConfig, "gradients")
+        every, steps = self.monitor_every, self.max_steps
+        if isinstance(every, int) and isinstance(steps, int) and every > steps > 0:
+            raise ConfigError(
+                f"monitor_every: got {every}, more than max_steps={steps}, so the monitor would "
+                f"never measure; use 1..{steps}, or 0 to turn it off"
+            )
         tasks = synthetic_task_names()
         if isinstance(self.task, str) and self.task not in tasks:
             raise ConfigError(f"task: got {self.task!r}, allowed: {', '.join(tasks)}")

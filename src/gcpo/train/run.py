@@ -246,6 +246,9 @@ def _train(
         answer_fn=answer_fn_for(config),
         extra_signals=config.extra_signals,
         base_model=base_model_id(config.model),
+        gradients=config.gradients,
+        monitor_every=config.monitor_every,
+        monitor_window=config.monitor_window,
     )
     trainer.weighting_name = config.preset
     trainer.remove_callback(ProgressCallback)  # prints every log dict; ours shows a postfix
@@ -308,6 +311,7 @@ def _train(
         "resumed_from": str(checkpoint) if checkpoint else None,
         "data_skipped_rows": report.skipped,
         "reward_stats": reward_stats.as_dict(),
+        "alignment": trainer.gcpo_monitor.summary() if trainer.gcpo_monitor else None,
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     return summary
@@ -397,7 +401,8 @@ def resume_training(
         raise ConfigError(
             f"--resume: {str(run_dir)!r} has no {CONFIG_FILE}; not a gcpo run directory"
         )
-    allowed = {"max_steps", "save_steps", "logging_steps", "torch_threads", "plot", "save_final"}
+    allowed = {"max_steps", "save_steps", "logging_steps", "torch_threads", "plot", "save_final",
+               "monitor_every", "monitor_window"}  # fmt: skip
     for item in overrides or []:
         key = item.split("=", 1)[0].strip().lstrip("-").replace("-", "_")
         if key not in allowed:

@@ -30,6 +30,16 @@ Likelihood weighting (the ``seed-grpo`` preset) needs each completion's length-n
 log-likelihood under the sampling policy. When TRL already computed per-token log-probs
 (``old_per_token_logps``, or vLLM's ``sampling_per_token_logps``) they are reused; otherwise one
 extra no-grad forward pass of the policy computes them (counted in ``gcpo/logprob_s``).
+
+Per-completion policy gradients ``g_i = A_i * grad l_i`` (``A_i`` TRL's advantages before
+weighting; the parameter subset and CountSketch of ``gradients=``, :mod:`gcpo.gradients`) are
+computed only when a configured signal needs them (the ``grad_nsr`` oracle, ``needs()`` reports
+``gradients``) or the live monitor measures this step (``monitor_every``, :mod:`gcpo.trl.monitor`),
+and only for the completions of *active* groups (RD > 0; every other row is 0, as its advantages
+are): one forward + backward pass per such completion on this process's slice of the batch
+(counted in ``gcpo/gradients_s``), then gathered like the log-probs, so every process scores the
+same ``[B, G, P]`` tensor. The monitor's window is saved in ``gcpo_state.json`` under
+``"monitor"``.
 """
 
 from __future__ import annotations
@@ -48,13 +58,16 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
 from gcpo.embedders import Embedder, EmbedderConfig
+from gcpo.gradients import GradientConfig, GradientProbe, unpadded_sequences
 from gcpo.io import atomic_write_text
 from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
+from gcpo.signals import gradient_noise_stats, reward_dispersion
 from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
-from gcpo.weighting import WeightingConfig, WeightingState, is_weighted
+from gcpo.trl.monitor import AlignmentMonitor
+from gcpo.weighting import WeightingConfig, WeightingState, active_groups, is_weighted
 
 __all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
 
@@ -93,6 +106,15 @@ class GCPOTrainer(GRPOTrainer):
         scorer: a ready :class:`~gcpo.scoring.GroupScorer` (overrides the three above).
         base_model: the Hugging Face id the saved model card names as the base model (default:
             the model config's ``_name_or_path`` when it is not a local directory).
+        gradients: a :class:`~gcpo.gradients.GradientConfig` (or its fields as a dict): parameter
+            subset, CountSketch dimension (default 4096) and objective of the per-completion
+            gradients that the ``grad_nsr`` oracle (``weighting="oracle"``) and the monitor use.
+        monitor_every: every this many optimizer steps, measure the gradient variance V and NSR
+            of that step's active groups and log the running Spearman rho of every signal (and of
+            the applied weight) with them as ``gcpo/align/<label>/V|NSR`` (0 = off, the default;
+            see :mod:`gcpo.trl.monitor`).
+        monitor_window: the monitor's rho is over the last this many measured groups (saved in
+            checkpoints).
 
     After each generation batch ``self.last_groups`` (the gathered :class:`~gcpo.scoring.Groups`)
     and ``self.last_scores`` (``(group_prompts, ScoreResult)``) describe the full batch; they
@@ -108,10 +130,14 @@ class GCPOTrainer(GRPOTrainer):
         extra_signals: Sequence[str] = (),
         scorer: GroupScorer | None = None,
         base_model: str | None = None,
+        gradients: GradientConfig | dict[str, Any] | None = None,
+        monitor_every: int = 0,
+        monitor_window: int = 256,
         **kwargs: Any,
     ) -> None:
         self.weighting_name = weighting if isinstance(weighting, str) else None
         self.base_model = base_model
+        self._init_gradients(gradients, monitor_every, monitor_window)  # checked before TRL's init
         if scorer is None:
             if isinstance(weighting, str):
                 weighting = preset(weighting)
@@ -217,9 +243,8 @@ class GCPOTrainer(GRPOTrainer):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 folder = os.path.join(self._gcpo_staging, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-                atomic_write_text(
-                    os.path.join(folder, GCPO_STATE_FILE), json.dumps(self.gcpo_state_dict())
-                )
+                saved = {**self.gcpo_state_dict(), "monitor": self._monitor_state_dict()}
+                atomic_write_text(os.path.join(folder, GCPO_STATE_FILE), json.dumps(saved))
         finally:
             self._gcpo_staging = None
         self.accelerator.wait_for_everyone()
@@ -243,7 +268,9 @@ class GCPOTrainer(GRPOTrainer):
             path = os.path.join(checkpoint, GCPO_STATE_FILE)
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as f:
-                    self.load_gcpo_state_dict(json.load(f))
+                    saved = json.load(f)
+                self.load_gcpo_state_dict(saved)
+                self._load_monitor_state_dict(saved.get("monitor") if isinstance(saved, dict) else None)
             elif self.gcpo_state is not None:
                 raise ValueError(
                     f"checkpoint {checkpoint!r}: no {GCPO_STATE_FILE}; the rank-normalisation window "
@@ -384,6 +411,12 @@ class GCPOTrainer(GRPOTrainer):
             )
         rewards = rewards.masked_fill(unscorable, 0.0).view(-1, g)
         self.gcpo_counts["unscorable"] += int(unscorable.sum())
+        valid = ~unscorable.view(-1, g)
+        oracle = "gradients" in self._gcpo_inputs
+        monitor = self._monitor_due()
+        t0 = time.perf_counter()
+        grads = self._completion_gradients(output, rewards, valid) if (oracle or monitor) else None
+        t_grad = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         local_lp, local_ent = self._completion_stats(
@@ -401,7 +434,8 @@ class GCPOTrainer(GRPOTrainer):
             rewards,
             logprobs=logprobs,
             token_entropy=entropies,
-            valid=~unscorable.view(-1, g),
+            valid=valid,
+            gradients=grads,
         )
         result = self.scorer.score(groups, self.gcpo_state, extra_signals=self.extra_signals)
         if result.state is not None:
@@ -432,6 +466,10 @@ class GCPOTrainer(GRPOTrainer):
         self.last_groups = groups
         self.last_scores = (group_prompts, result)
         self._log_scores(result, t_lp)
+        if grads is not None:
+            self._metrics["train"]["gcpo/gradients_s"].append(t_grad)
+        if monitor and grads is not None:
+            self._monitor_observe(groups, result, 0.0 if oracle else t_grad)
 
         per_sample = result.weights.to(torch.float32).repeat_interleave(g)
         start = self.accelerator.process_index * n_local
@@ -464,6 +502,100 @@ class GCPOTrainer(GRPOTrainer):
         m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
         if logprob_s:
             m["gcpo/logprob_s"].append(logprob_s)
+
+    # -- per-completion gradients: the grad_nsr oracle and the live monitor -------------------
+
+    def _init_gradients(
+        self, gradients: GradientConfig | dict[str, Any] | None, every: int, window: int
+    ) -> None:
+        if isinstance(gradients, dict):
+            gradients = GradientConfig(**gradients)
+        elif gradients is None:
+            gradients = GradientConfig()
+        elif not isinstance(gradients, GradientConfig):
+            raise ValueError(
+                f"gradients: expected a GradientConfig or a dict of its fields, got "
+                f"{type(gradients).__name__}"
+            )
+        for name, v, low in (("monitor_every", every, 0), ("monitor_window", window, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+        self.gradient_config = gradients
+        self.gcpo_monitor: AlignmentMonitor | None = (
+            AlignmentMonitor(every, window) if every else None
+        )
+        self._gradient_probe: GradientProbe | None = None
+
+    def _steps_per_generation_batch(self) -> int:
+        """Optimizer steps one generation batch is used for (TRL regenerates every
+        ``steps_per_generation * num_iterations`` micro-batches)."""
+        micro = int(getattr(self.args, "steps_per_generation", 1) or 1) * int(self.num_iterations or 1)
+        return max(1, micro // max(1, int(self.args.gradient_accumulation_steps)))
+
+    def _monitor_due(self) -> bool:
+        """Whether the live monitor measures the batch being scored (the same on every process)."""
+        return self.gcpo_monitor is not None and self.gcpo_monitor.due(
+            self.state.global_step, self._steps_per_generation_batch()
+        )
+
+    def _completion_gradients(
+        self, output: dict[str, Any], rewards: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, G, P]`` gathered per-completion gradients ``g_i = A_i * grad l_i`` (TRL's
+        advantages before weighting) of the valid completions of active groups; 0 elsewhere.
+
+        Each process computes its own slice of the batch (a group may straddle processes), one
+        forward + backward pass per completion with ``A_i != 0``, then the slices are gathered.
+        """
+        g = self.num_generations
+        assert g is not None and self._gcpo_lengths is not None
+        if self._gradient_probe is None:
+            assert isinstance(self.model, torch.nn.Module)
+            self._gradient_probe = GradientProbe(self.model, self.gradient_config)
+        probe = self._gradient_probe
+        on = (active_groups(reward_dispersion(rewards, valid)).unsqueeze(1) & valid).reshape(-1)
+        adv = output["advantages"].detach().to(torch.float32).cpu().reshape(-1)
+        start = self.accelerator.process_index * adv.numel()
+        coeffs = adv * on[start : start + adv.numel()].to(adv.dtype)
+        rows = torch.nonzero(coeffs != 0).reshape(-1).tolist()
+        local = torch.zeros(adv.numel(), probe.dim, dtype=torch.float32)
+        if rows:
+            seqs, plens = unpadded_sequences(
+                output["prompt_ids"],
+                output["prompt_mask"],
+                output["completion_ids"],
+                self._gcpo_lengths,
+                rows,
+            )
+            local[rows] = probe.gradients(seqs, plens, coeffs[rows], self.temperature)
+        gathered = self.accelerator.gather(local.to(self.accelerator.device))
+        return gathered.to("cpu", torch.float32).view(-1, g, probe.dim)
+
+    def _monitor_observe(self, groups: Groups, result: ScoreResult, gradient_s: float) -> None:
+        """Add this step's active groups (V, NSR, every signal by label, the applied weight) to
+        the monitor's window and log the running rank correlations."""
+        assert self.gcpo_monitor is not None and groups.gradients is not None
+        t0 = time.perf_counter()
+        variance, _, nsr = gradient_noise_stats(groups.gradients, groups.mask)
+        signals = {result.labels.get(n, n): v for n, v in result.signals.items()}
+        self.gcpo_monitor.observe(
+            signals, variance, nsr, result.active, result.weights, step=self.state.global_step + 1
+        )
+        m = self._metrics["train"]
+        for key, value in self.gcpo_monitor.metrics().items():
+            m[key].append(value)
+        m["gcpo/monitor_s"].append(gradient_s + time.perf_counter() - t0)
+
+    def _monitor_state_dict(self) -> dict[str, Any] | None:
+        return None if self.gcpo_monitor is None else self.gcpo_monitor.state_dict()
+
+    def _load_monitor_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.gcpo_monitor is None:
+            return
+        if state is None:
+            logger.info("gcpo: the checkpoint holds no monitor window; the monitor starts empty")
+            return
+        self.gcpo_monitor.load_state_dict(state)
 
 
 class _UnscorableFilter(logging.Filter):
