@@ -23,14 +23,19 @@ directly (:class:`gcpo.verl.step.GCPOAdvantageStep`); ``benchmarks/embedders.py`
 cost and its agreement with MiniLM.
 
 This package imports without verl: :mod:`gcpo.verl.step` (the per-batch computation) needs only
-gcpo; :mod:`gcpo.verl.trainer` needs verl 0.9.
+gcpo; :mod:`gcpo.verl.trainer` needs verl 0.9. Importing the package itself imports nothing else
+of gcpo (its names are loaded on first access): the ``verl.plugins`` entry point
+(:mod:`gcpo.verl.plugin`) is imported by ``import verl`` in every verl process.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from gcpo.verl.step import GCPOAdvantageStep, StepResult, VerlGCPOConfig, weighting_for
+if TYPE_CHECKING:
+    from gcpo.verl.step import GCPOAdvantageStep, StepResult, VerlGCPOConfig, weighting_for
+    from gcpo.verl.trainer import GCPOTrainer  # noqa: F401  (lazy, see __getattr__)
 
 __all__ = [
     "TRAINER_MODE",
@@ -56,9 +61,19 @@ def register() -> None:
     _register()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GCPOTrainer":
-        from gcpo.verl.trainer import GCPOTrainer
+_LAZY = {
+    "GCPOAdvantageStep": "gcpo.verl.step",
+    "StepResult": "gcpo.verl.step",
+    "VerlGCPOConfig": "gcpo.verl.step",
+    "weighting_for": "gcpo.verl.step",
+    "GCPOTrainer": "gcpo.verl.trainer",
+}
 
-        return GCPOTrainer
-    raise AttributeError(f"module 'gcpo.verl' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gcpo.verl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
