@@ -393,3 +393,20 @@ def test_plugin_module_imports_nothing_heavy() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     heavy, _seconds = out.stdout.strip().rsplit(" ", 1)
     assert heavy == "[]", heavy
+
+
+def test_packed_ids_select_and_score_like_lists() -> None:
+    from gcpo.verl import PackedIds
+
+    uids, texts, scores = _batch()
+    ids = _ids(texts)
+    packed = PackedIds.from_sequences(ids)
+    rows = [5, 0, 3]
+    picked = packed.select(rows)
+    assert picked.lengths.tolist() == [len(ids[i]) for i in rows]
+    assert picked.flat.tolist() == [t for i in rows for t in ids[i]]
+    nested = torch.nested.as_nested_tensor([torch.tensor(x) for x in ids], layout=torch.jagged)
+    assert torch.equal(PackedIds.from_jagged(nested).flat, packed.flat)
+    step = GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe(), embedder=HashingEmbedder())
+    other = GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe(), embedder=HashingEmbedder())
+    assert step.score(uids, packed, scores).weights == other.score(uids, ids, scores).weights

@@ -31,15 +31,24 @@ of gcpo (its names are loaded on first access): the ``verl.plugins`` entry point
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gcpo.verl.step import GCPOAdvantageStep, StepResult, VerlGCPOConfig, weighting_for
+    from gcpo.verl.step import (
+        GCPOAdvantageStep,
+        PackedIds,
+        StepResult,
+        VerlGCPOConfig,
+        weighting_for,
+    )
     from gcpo.verl.trainer import GCPOTrainer  # noqa: F401  (lazy, see __getattr__)
 
 __all__ = [
+    "CONFIG_DIR",
     "TRAINER_MODE",
     "GCPOAdvantageStep",
+    "PackedIds",
     "StepResult",
     "VerlGCPOConfig",
     "register",
@@ -47,6 +56,9 @@ __all__ = [
 ]
 
 TRAINER_MODE = "gcpo"
+#: Directory of ``gcpo_trainer.yaml``: verl's ``ppo_trainer`` config with the gcpo mode and all
+#: its settings (``--config-path=CONFIG_DIR --config-name=gcpo_trainer``; no ``+`` needed).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs" / "verl")
 
 
 def register() -> None:
@@ -63,6 +75,7 @@ def register() -> None:
 
 _LAZY = {
     "GCPOAdvantageStep": "gcpo.verl.step",
+    "PackedIds": "gcpo.verl.step",
     "StepResult": "gcpo.verl.step",
     "VerlGCPOConfig": "gcpo.verl.step",
     "weighting_for": "gcpo.verl.step",

@@ -41,7 +41,7 @@ from gcpo.signals import get_signal
 from gcpo.verl.decode import ByteLevelDecoder
 from gcpo.weighting import WeightingConfig
 
-__all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "StepResult", "weighting_for"]
+__all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "PackedIds", "StepResult", "weighting_for"]
 
 STATE_VERSION = 1
 
@@ -112,6 +112,39 @@ class StepResult:
     metrics: dict[str, float]
     texts: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackedIds:
+    """Token ids of N completions as one flat ``[sum(lengths)]`` tensor and ``[N]`` lengths:
+    verl's jagged layout (``values()`` / ``offsets().diff()`` of a nested tensor), no copy."""
+
+    flat: torch.Tensor
+    lengths: torch.Tensor
+
+    @classmethod
+    def from_jagged(cls, nested: Any) -> PackedIds:
+        return cls(nested.values().to(torch.long), nested.offsets().diff().to(torch.long))
+
+    @classmethod
+    def from_sequences(cls, seqs: Sequence[Sequence[int] | torch.Tensor]) -> PackedIds:
+        ts = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in seqs]
+        flat = torch.cat(ts) if ts else torch.zeros(0, dtype=torch.long)
+        return cls(flat, torch.tensor([t.numel() for t in ts], dtype=torch.long))
+
+    def __len__(self) -> int:
+        return int(self.lengths.numel())
+
+    def select(self, rows: Sequence[int]) -> PackedIds:
+        """The completions ``rows``, in that order (one vectorised gather)."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long)
+        starts = torch.cumsum(self.lengths, 0) - self.lengths
+        lens = self.lengths[idx]
+        first = torch.repeat_interleave(starts[idx], lens)
+        within = torch.arange(int(lens.sum())) - torch.repeat_interleave(
+            torch.cumsum(lens, 0) - lens, lens
+        )
+        return PackedIds(self.flat[first + within], lens)
 
 
 class _PolicyEmbedder:
@@ -346,7 +379,7 @@ class GCPOAdvantageStep:
     def score(
         self,
         uids: Sequence[Any],
-        token_ids: Sequence[Sequence[int] | torch.Tensor] | None,
+        token_ids: Sequence[Sequence[int] | torch.Tensor] | PackedIds | None,
         scores: Sequence[float] | torch.Tensor,
         logprobs: Sequence[float] | torch.Tensor | None = None,
     ) -> StepResult:
@@ -354,8 +387,8 @@ class GCPOAdvantageStep:
 
         Args:
             uids: one uid per completion; completions with the same uid form a group.
-            token_ids: the response token ids of each completion (lists or 1-D tensors); may be
-                None when :attr:`needs_token_ids` is False.
+            token_ids: the response token ids of each completion (lists, 1-D tensors, or one
+                :class:`PackedIds`); may be None when :attr:`needs_token_ids` is False.
             scores: the outcome reward of each completion (what verl's GRPO used).
             logprobs: length-normalised log-likelihood of each completion (needed when
                 :attr:`needs_logprobs`).
@@ -391,31 +424,31 @@ class GCPOAdvantageStep:
             timings["step_s"] = time.perf_counter() - t_start
             return StepResult(weights, metrics, [], timings)
 
-        rows = [i for k in scored for i in members[k]]
         t = time.perf_counter()
         ids = None
         if token_ids is not None and self.needs_token_ids:
-            seqs = [torch.as_tensor(token_ids[i], dtype=torch.long).reshape(-1) for i in rows]
-            flat = torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.long)
-            lengths = torch.tensor([x.numel() for x in seqs], dtype=torch.long)
-            ids = (flat, lengths)
+            packed = (
+                token_ids
+                if isinstance(token_ids, PackedIds)
+                else PackedIds.from_sequences(token_ids)
+            )
+            ids = (packed.flat, packed.lengths)
         texts: list[str] = []
-        if self.needs_texts:
+        if self.needs_texts:  # every row is decoded / embedded, in input order
             assert ids is not None
-            texts = self._decode(*ids)
-            keys = texts
+            keys = self._decode(*ids)
+            texts = [keys[i] for k in scored for i in members[k]]
         else:  # no signal reads the text: the completions go by their row
-            keys = [f"\x00row{j}" for j in range(len(rows))]
+            keys = [f"\x00row{i}" for i in range(n)]
         timings["decode_s"] = time.perf_counter() - t
         self._view.set_batch(keys, ids)
-        pos = {i: j for j, i in enumerate(rows)}
 
         def per_group(values: torch.Tensor) -> list[list[float]]:
             return [[float(values[i]) for i in members[k]] for k in scored]
 
         groups = Groups.from_lists(
             [names[k] for k in scored],
-            [[keys[pos[i]] for i in members[k]] for k in scored],
+            [[keys[i] for i in members[k]] for k in scored],
             per_group(scores_t),
             logprobs=None if lp_t is None else per_group(lp_t),
         )

@@ -41,7 +41,7 @@ from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from gcpo.fields import ConfigError, from_dict
-from gcpo.verl.step import GCPOAdvantageStep, VerlGCPOConfig
+from gcpo.verl.step import GCPOAdvantageStep, PackedIds, VerlGCPOConfig
 
 __all__ = ["TRAINER_MODE", "GCPOTrainer", "register", "settings_from_verl_config"]
 
@@ -131,8 +131,8 @@ class _Call:
             responses = self.fetched.get("responses")
             if responses is None:
                 raise RuntimeError("gcpo: the responses were not read with verl's batch")
-            seqs = responses.unbind()
-            token_ids = [seqs[i] for i in rows]
+            packed = PackedIds.from_jagged(responses)
+            token_ids = packed if rows == list(range(len(packed))) else packed.select(rows)
         logprobs = None
         if step.needs_logprobs:
             lp = data.batch["old_log_probs"].to(torch.float64)
@@ -263,6 +263,7 @@ class GCPOTrainer(PPOTrainerSync):
                 "verl version is not supported (gcpo[verl] needs verl 0.9)"
             )
         metrics.update(call.metrics)
+        self.gcpo_timings = {**call.timings, "apply_s": call.metrics["timing_s/gcpo"]}
         return out
 
     # -- checkpoints --------------------------------------------------------------------------
