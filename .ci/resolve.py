@@ -170,7 +170,7 @@ def check(s: Scenario, versions: dict[str, str]) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--jobs", type=int, default=3, help="resolutions run at once (default 3)")
+    ap.add_argument("--jobs", type=int, default=5, help="resolutions run at once (default 5)")
     ap.add_argument("--only", default="", help="comma-separated substrings of scenario names")
     ap.add_argument("--keep", default="", help="write pip's JSON reports to this directory")
     args = ap.parse_args()

@@ -3,14 +3,18 @@
 :class:`GCPOTrainer` is verl's own ``PPOTrainerSync`` with three methods extended, nothing
 replaced:
 
-- ``_compute_advantage``: verl computes its GRPO advantages and writes them to TransferQueue
-  (KL-in-reward, rollout correction and multi-turn sessions all as usual); then the trainer
-  reads ``uid``, ``responses``, the scores GRPO used (``rm_scores``, or ``token_level_rewards``
-  with ``algorithm.use_kl_in_reward``) and the advantages back, computes one weight per uid with
-  :class:`gcpo.verl.step.GCPOAdvantageStep` (decoded texts -> ``gcpo.scoring``), multiplies every
-  row of the group by it and writes ``advantages`` / ``returns`` back. The ``gcpo/*`` metrics go
-  to verl's logger with the step's other metrics.
-- ``_save_checkpoint`` / ``_load_checkpoint``: the rank-normalisation window is saved as
+- ``_compute_advantage``: verl's own code runs (KL-in-reward, rollout correction, multi-turn
+  sessions, GRPO) with the GCPO weights applied inside it, so the batch is read from and written
+  to TransferQueue once, by verl. For the duration of the call (a context variable; outside it
+  both hooks pass straight through) two hooks installed by :func:`register` act: TransferQueue's
+  ``kv_batch_get`` adds ``responses`` to verl's advantage read when a signal needs the token ids
+  (verl gets back exactly the fields it asked for), and verl's
+  ``compute_advantage_for_multi_trajectories`` multiplies the padded advantages (and returns)
+  row by row by the group's weight from :class:`gcpo.verl.step.GCPOAdvantageStep`, scoring the
+  final turns with the rewards GRPO used (``token_level_rewards``, KL-penalised with
+  ``algorithm.use_kl_in_reward``). The ``gcpo/*`` metrics (the TRL trainer's names) and
+  ``timing_s/gcpo`` go to verl's logger with the step's other metrics.
+- ``_save_checkpoint`` / ``_load_checkpoint``: the scorer's state (the rank window) is saved as
   ``global_step_N/gcpo_state.json`` (written before verl marks the checkpoint complete) and
   restored on resume.
 
