@@ -476,6 +476,12 @@ def test_legacy_trainer_path_refuses_gcpo_in_one_line(tmp_path: Path) -> None:
         validate_config(config=config, use_reference_policy=False, use_critic=False)
     assert "\n" not in str(info.value)
     check_trainer_path(compose_gcpo_trainer([]))  # the v1 path passes
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.device: got 'cuda'.*only 'cpu'"):
+        validate_config(
+            config=compose_gcpo_trainer(["trainer.v1.gcpo.device=cuda"]),
+            use_reference_policy=False,
+            use_critic=False,
+        )
     plain = verl_config()
     plain.trainer.v1.trainer_mode = "sync"
     plain.trainer.use_v1 = False

@@ -53,12 +53,22 @@ def check_trainer_path(config: Any) -> None:
     """Refuse a run that asks for GCPO on verl's legacy trainer (``trainer.use_v1=false``).
 
     verl's legacy ``RayPPOTrainer`` never reads ``trainer.v1.trainer_mode``, so such a run
-    would train plain GRPO with no error. Runs from verl's ``validate_config`` (the driver calls
-    it before Ray starts).
+    would train plain GRPO with no error. Also refuses ``trainer.v1.gcpo.device`` other than
+    ``cpu`` (the step's actor has no GPU) before Ray starts. Runs from verl's
+    ``validate_config`` (the driver calls it before Ray starts).
     """
     trainer = _get(config, "trainer")
     v1 = _get(trainer, "v1")
     asks = _get(v1, "trainer_mode") == "gcpo" or _get(v1, "gcpo") is not None
+    device = _get(_get(v1, "gcpo"), "device")
+    if asks and device is not None and device != "cpu":
+        from gcpo.fields import ConfigError
+
+        raise ConfigError(
+            f"trainer.v1.gcpo.device: got {device!r}; the gcpo step runs in verl's TaskRunner "
+            "actor, which Ray starts without GPUs (no accelerator is visible there), so only "
+            "'cpu' works"
+        )
     if asks and _get(trainer, "use_v1") is False:
         from gcpo.fields import ConfigError
 

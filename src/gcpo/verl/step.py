@@ -61,7 +61,7 @@ class VerlGCPOConfig:
     )
     embedder: str = cfg.field(
         "static-minilm",
-        help="sentence embedder: 'static-minilm' (default: fast, runs in verl's driver on CPU), "
+        help="sentence embedder: 'static-minilm' (default: fast, runs in verl's TaskRunner on CPU), "
         "'all-MiniLM-L6-v2', 'hashing', or a local model directory",
     )
     embed_token_ids: bool = cfg.field(
