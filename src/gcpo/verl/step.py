@@ -444,7 +444,8 @@ class GCPOAdvantageStep:
         self._view.set_batch(keys, ids)
 
         def per_group(values: torch.Tensor) -> list[list[float]]:
-            return [[float(values[i]) for i in members[k]] for k in scored]
+            flat = values.tolist()  # one conversion, not one tensor index per completion
+            return [[flat[i] for i in members[k]] for k in scored]
 
         groups = Groups.from_lists(
             [names[k] for k in scored],
