@@ -145,8 +145,27 @@ def main() -> None:
         ours: dict[str, list[float]] = {p: [] for p in presets}
         parts: dict[str, dict[str, float]] = {}
         any_trainer = next(iter(trainers.values()))
+        reads: dict[str, list[float]] = {"verl": [], "verl + responses": []}
+        verl_fields = [
+            "uid",
+            "response_mask",
+            "rm_scores",
+            "rollout_log_probs",
+            "old_log_probs",
+            "ref_log_prob",
+            "values",
+        ]  # what verl's _compute_advantage reads
         for _ in range(args.repeats):
             meta = put_batch(tq, pool, args)
+            for name, fields in (
+                ("verl", verl_fields),
+                ("verl + responses", [*verl_fields, "responses"]),
+            ):
+                t = time.perf_counter()
+                tq.kv_batch_get(
+                    keys=meta.keys, partition_id=meta.partition_id, select_fields=fields
+                )
+                reads[name].append(time.perf_counter() - t)
             t = time.perf_counter()
             PPOTrainerSync._compute_advantage(any_trainer, meta, {})
             plain.append(time.perf_counter() - t)
@@ -178,6 +197,15 @@ def main() -> None:
             f"| gcpo trainer, preset {preset} | {o:.2f} | {o / p:.2f} | **{o - p:.2f}** | "
             f"{(o - p) / args.budget_s:.2f} x {args.budget_s} s |"
         )
+    r0, r1 = statistics.median(reads["verl"]), statistics.median(reads["verl + responses"])
+    print(
+        f"\nTransferQueue read alone, same batch: verl's fields {r0:.2f} s, with responses "
+        f"{r1:.2f} s (+{r1 - r0:.2f} s); all repeats, GCPO addition per preset: "
+        + "; ".join(
+            f"{k} " + ", ".join(f"{o - p_:.2f}" for o, p_ in zip(ours[k], plain, strict=True))
+            for k in presets
+        )
+    )
     for preset in presets:
         m = parts[preset]
         keys = ("decode_s", "embed_ids_s", "embed_s", "signals_s", "weights_s", "step_s", "apply_s")
