@@ -3,16 +3,19 @@ verl's own, on the same TransferQueue batch.
 
 Run in the verl environment (``.ci/verl.sh`` builds one), from the repository root::
 
-    .venv-verl/bin/python benchmarks/verl_step.py --groups-file runs/embedder-groups.jsonl
+    .venv-verl/bin/python benchmarks/verl_step.py --presets gcpo,gcpo-bot
 
-A batch of ``--groups`` x ``--group-size`` responses of ``--tokens`` policy tokens (real
-SmolLM2 completions from ``benchmarks/embedders.py``'s groups file, tiled; ids of the
-tokenizer in ``--tokenizer``, default the cached SmolLM2 conversion) is written to a local
-TransferQueue the way verl's rollout does, twice. Then verl's ``PPOTrainerSync._compute_advantage``
-(GRPO) runs on one copy and the gcpo trainer's ``_compute_advantage`` (the same GRPO, then
-reading the responses back, decoding, embedding, weighting and writing the advantages back) on
-the other, each ``--repeats`` times (fresh copies), on ``--threads`` torch threads. The
-difference is the GCPO addition; the budget is ``--budget-s`` (1% of a 60 s GPU step).
+A batch of ``--groups`` x ``--group-size`` responses of ``--tokens`` policy tokens is written
+to a local TransferQueue the way verl's rollout does, once per trainer. The token ids are real
+text in the policy's vocabulary (``--tokenizer``, default the cached SmolLM2 tokenizer): the
+SmolLM2 completions of ``benchmarks/embedders.py``'s groups file (``--groups-file``) when it
+exists, else the MATH500 solutions of ``--texts-file``, tokenised and tiled. Then verl's
+``PPOTrainerSync._compute_advantage`` (GRPO) and, on fresh copies of the batch, the gcpo
+trainer's ``_compute_advantage`` for each preset (the same verl code with the weights applied
+inside it: ``responses`` added to verl's one TransferQueue read, decode if a signal reads text,
+embed, weigh, and verl's one write) run ``--repeats`` times, interleaved, on ``--threads`` torch
+threads. The difference is the GCPO addition; the budget is ``--budget-s`` (1% of a 60 s GPU
+step).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--groups-file", default="runs/embedder-groups.jsonl")
+    p.add_argument("--texts-file", default="../shared/data/math500/test.jsonl")
     p.add_argument(
         "--tokenizer",
         default=str(Path.home() / ".cache" / "gcpo" / "models" / "SmolLM2-135M-Instruct-v1"),
@@ -38,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--groups", type=int, default=512)
     p.add_argument("--group-size", type=int, default=16)
     p.add_argument("--tokens", type=int, default=500)
-    p.add_argument("--preset", default="gcpo")
+    p.add_argument("--presets", default="gcpo,gcpo-bot", help="comma-separated")
     p.add_argument("--embedder", default="static-minilm")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
@@ -86,8 +90,22 @@ def put_batch(tq: Any, pool: list[list[int]], args: argparse.Namespace) -> Any:
     return KVBatchMeta(partition_id=partition, keys=keys, tags=tags)
 
 
+def token_pool(args: argparse.Namespace, tok: Any) -> tuple[list[list[int]], str]:
+    groups = Path(args.groups_file)
+    if groups.is_file():
+        rows = [json.loads(line) for line in groups.read_text().splitlines() if line]
+        return [i for r in rows for i in r["completion_ids"] if i], f"completions of {groups}"
+    texts = Path(args.texts_file)
+    if not texts.is_file():
+        raise SystemExit(f"verl_step.py: neither --groups-file {groups} nor --texts-file {texts}")
+    rows = [json.loads(line) for line in texts.read_text().splitlines() if line]
+    pool = [tok.encode(r["solution"], add_special_tokens=False) for r in rows]
+    return [p for p in pool if p], f"MATH500 solutions of {texts} ({groups} not found)"
+
+
 def main() -> None:
     args = parse_args()
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import ray
@@ -99,76 +117,103 @@ def main() -> None:
     from verl.trainer.ppo.v1 import PPOTrainerSync, get_trainer_cls
 
     torch.set_num_threads(args.threads)
-    rows = [json.loads(line) for line in Path(args.groups_file).read_text().splitlines() if line]
-    pool = [i for r in rows for i in r["completion_ids"] if i]
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    pool, source = token_pool(args, tok)
 
-    config = OmegaConf.load(
-        Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml"
-    )
-    config.algorithm.adv_estimator = "grpo"
-    config.trainer.v1.trainer_mode = "gcpo"
-    config.actor_rollout_ref.rollout.n = args.group_size
-    config.trainer.v1.gcpo = {"preset": args.preset, "embedder": args.embedder}
-    trainer = get_trainer_cls("gcpo")(config)
-    trainer.tokenizer = tok
+    def trainer_for(preset: str) -> Any:
+        config = OmegaConf.load(
+            Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml"
+        )
+        config.algorithm.adv_estimator = "grpo"
+        config.trainer.v1.trainer_mode = "gcpo"
+        config.actor_rollout_ref.rollout.n = args.group_size
+        config.trainer.v1.gcpo = {"preset": preset, "embedder": args.embedder}
+        trainer = get_trainer_cls("gcpo")(config)
+        trainer.tokenizer = tok
+        return trainer
+
+    trainers = {p: trainer_for(p) for p in presets}
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     tq.init()
     try:
-        t = time.perf_counter()
-        step = trainer._gcpo_step()
-        step.prepare()  # load and re-index the embedder, build the decoder: once, untimed
-        print(f"embedder ready in {time.perf_counter() - t:.1f} s: {step.embedder!r}")
-        plain, ours, parts = [], [], []
+        for preset, trainer in trainers.items():
+            t = time.perf_counter()
+            step = trainer._gcpo_step()
+            step.prepare()  # load and re-index the embedder, build the decoder: once, untimed
+            print(f"{preset}: ready in {time.perf_counter() - t:.1f} s, embedder {step.embedder!r}")
+        plain: list[float] = []
+        ours: dict[str, list[float]] = {p: [] for p in presets}
+        parts: dict[str, dict[str, float]] = {}
+        any_trainer = next(iter(trainers.values()))
+        reads: dict[str, list[float]] = {"verl": [], "verl + responses": []}
+        verl_fields = [
+            "uid",
+            "response_mask",
+            "rm_scores",
+            "rollout_log_probs",
+            "old_log_probs",
+            "ref_log_prob",
+            "values",
+        ]  # what verl's _compute_advantage reads
         for _ in range(args.repeats):
             meta = put_batch(tq, pool, args)
+            for name, fields in (
+                ("verl", verl_fields),
+                ("verl + responses", [*verl_fields, "responses"]),
+            ):
+                t = time.perf_counter()
+                tq.kv_batch_get(
+                    keys=meta.keys, partition_id=meta.partition_id, select_fields=fields
+                )
+                reads[name].append(time.perf_counter() - t)
             t = time.perf_counter()
-            PPOTrainerSync._compute_advantage(trainer, meta, {})
+            PPOTrainerSync._compute_advantage(any_trainer, meta, {})
             plain.append(time.perf_counter() - t)
             tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
-            meta = put_batch(tq, pool, args)
-            metrics: dict[str, float] = {}
-            t = time.perf_counter()
-            trainer._compute_advantage(meta, metrics)
-            ours.append(time.perf_counter() - t)
-            parts.append(metrics)
-            tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
+            for preset, trainer in trainers.items():
+                meta = put_batch(tq, pool, args)
+                metrics: dict[str, float] = {}
+                t = time.perf_counter()
+                trainer._compute_advantage(meta, metrics)
+                ours[preset].append(time.perf_counter() - t)
+                parts[preset] = dict(trainer.gcpo_timings)
+                tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
     finally:
         tq.close()
         ray.shutdown()
-    p, o = statistics.median(plain), statistics.median(ours)
-    m = parts[-1]
+    p = statistics.median(plain)
     n = args.groups * args.group_size
     print(
         f"\nB = {args.groups} x G = {args.group_size} responses x {args.tokens} tokens "
-        f"({n * args.tokens / 1e6:.1f} M tokens), preset {args.preset}, embedder {args.embedder}, "
-        f"{args.threads} thread(s), median of {args.repeats}\n"
+        f"({n * args.tokens / 1e6:.1f} M tokens; token ids from {source}), embedder "
+        f"{args.embedder}, {args.threads} torch thread(s), median of {args.repeats}\n"
     )
-    print("| advantage step | s | vs verl's GRPO step |")
-    print("|---|---:|---:|")
-    print(f"| verl GRPO (PPOTrainerSync._compute_advantage) | {p:.2f} | 1.00 |")
-    print(f"| gcpo trainer (GRPO + GCPO weights) | {o:.2f} | {o / p:.2f} |")
-    print(
-        f"| **GCPO addition** | **{o - p:.2f}** | budget {args.budget_s} s: {(o - p) / args.budget_s:.1f}x |"
-    )
-    inner = ", ".join(
-        f"{k.split('/')[1]} {m[k]:.2f}"
-        for k in (
-            "gcpo/tq_get_s",
-            "gcpo/decode_s",
-            "gcpo/embed_ids_s",
-            "gcpo/signals_s",
-            "gcpo/weights_s",
-            "gcpo/step_s",
-            "gcpo/tq_put_s",
-            "gcpo/total_s",
+    print("| advantage step | s | vs verl's GRPO step | GCPO addition, s | vs budget |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| verl GRPO (PPOTrainerSync._compute_advantage) | {p:.2f} | 1.00 | | |")
+    for preset in presets:
+        o = statistics.median(ours[preset])
+        print(
+            f"| gcpo trainer, preset {preset} | {o:.2f} | {o / p:.2f} | **{o - p:.2f}** | "
+            f"{(o - p) / args.budget_s:.2f} x {args.budget_s} s |"
         )
-        if k in m
-    )
-    print(f"\nthe GCPO addition in parts (last repeat, s): {inner}")
+    r0, r1 = statistics.median(reads["verl"]), statistics.median(reads["verl + responses"])
     print(
-        "(tq_get / tq_put: reading the batch back from and writing the advantages to "
-        "TransferQueue; step: decode + embed + score, the part benchmarks/embedders.py times)"
+        f"\nTransferQueue read alone, same batch: verl's fields {r0:.2f} s, with responses "
+        f"{r1:.2f} s (+{r1 - r0:.2f} s); all repeats, GCPO addition per preset: "
+        + "; ".join(
+            f"{k} " + ", ".join(f"{o - p_:.2f}" for o, p_ in zip(ours[k], plain, strict=True))
+            for k in presets
+        )
+    )
+    for preset in presets:
+        m = parts[preset]
+        keys = ("decode_s", "embed_ids_s", "embed_s", "signals_s", "weights_s", "step_s", "apply_s")
+        inner = ", ".join(f"{k[:-2]} {m[k]:.3f}" for k in keys if k in m)
+        print(f"\n{preset}, inside the advantage step (last repeat, s): {inner}")
+    print(
+        "(step: decode + embed + score; apply: step + reading the batch's rows + multiplying "
+        "the advantages; the extended TransferQueue read is in the difference only)"
     )
 
 

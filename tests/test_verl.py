@@ -6,12 +6,15 @@ tests/test_verl_trainer.py, which runs in the separate verl environment (.ci/ver
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from tiny_tokenizer import tiny_bpe, tiny_wordpiece
 
 from gcpo.embedders import HashingEmbedder, StaticEmbedder
 from gcpo.fields import ConfigError
+from gcpo.metrics import score_metrics
 from gcpo.scoring import Groups, GroupScorer
 from gcpo.verl import GCPOAdvantageStep, VerlGCPOConfig, weighting_for
 from gcpo.weighting import initial_state
@@ -67,7 +70,9 @@ def test_weights_equal_gcpo_scoring_on_the_decoded_texts(preset: str) -> None:
     step = GCPOAdvantageStep(VerlGCPOConfig(preset=preset), tok, embedder=HashingEmbedder())
     result = step.score(uids, _ids(texts), scores)
     grouped = [t for g in "abcd" for u, t in zip(uids, texts, strict=True) if u == g]
-    assert result.texts == grouped
+    # a text embedder (hashing) and BoT's segments read the text; plain GRPO decodes nothing
+    assert step.needs_texts == (preset != "grpo")
+    assert result.texts == (grouped if preset != "grpo" else [])
     expected = _reference(
         GCPOAdvantageStep(VerlGCPOConfig(preset=preset), tok, embedder=HashingEmbedder()),
         uids,
@@ -139,7 +144,15 @@ def test_metrics_count_active_groups_and_weights_over_them() -> None:
     assert r.metrics["gcpo/weight_mean"] == pytest.approx(float(active.mean()))
     assert r.metrics["gcpo/weight_min"] == pytest.approx(float(active.min()))
     assert r.metrics["gcpo/weight_max"] == pytest.approx(float(active.max()))
-    assert "gcpo/cd_mean" in r.metrics and "gcpo/step_s" in r.metrics
+    assert "gcpo/signal/cd" in r.metrics and r.timings["step_s"] > 0
+    # the TRL trainer's names (gcpo.metrics.score_metrics) plus the two verl group counts
+    result = step.scorer.score(
+        Groups.from_lists(["p", "q"], [TEXTS[:2], TEXTS[2:4]], [[1.0, 0.0], [1.0, 1.0]])
+    )
+    assert set(r.metrics) == set(score_metrics(result)) | {
+        "gcpo/groups",
+        "gcpo/single_response_groups",
+    }
 
 
 def test_rank_window_round_trips_through_state_dict() -> None:
@@ -156,7 +169,7 @@ def test_rank_window_round_trips_through_state_dict() -> None:
     fresh = GCPOAdvantageStep(VerlGCPOConfig(), tok, embedder=HashingEmbedder())
     assert fresh.score(uids2, _ids(texts2), scores2).weights != after_a
     other = GCPOAdvantageStep(VerlGCPOConfig(preset="gcpo-bot"), tok, embedder=HashingEmbedder())
-    with pytest.raises(ValueError, match="rank window is of signal 'cosine_dispersion'"):
+    with pytest.raises(ValueError, match="state is of signal 'cosine_dispersion'"):
         other.load_state_dict(saved)
 
 
@@ -169,7 +182,7 @@ def test_seed_grpo_needs_logprobs_and_uses_them() -> None:
         step.score(uids, _ids(texts), scores)
     lp = [-0.1 * (i + 1) for i in range(len(uids))]
     r = step.score(uids, _ids(texts), scores, logprobs=lp)
-    assert r.weights["lone"] == 1.0 and "gcpo/se_mean" in r.metrics
+    assert r.weights["lone"] == 1.0 and "gcpo/signal/se_lik" in r.metrics
     assert not GCPOAdvantageStep(VerlGCPOConfig(), tok).needs_logprobs
 
 
@@ -185,6 +198,22 @@ def test_bad_settings_name_the_field() -> None:
         GCPOAdvantageStep(VerlGCPOConfig(extra_signals=["te"]), tok)
     with pytest.raises(ConfigError, match="extra_signals"):
         GCPOAdvantageStep(VerlGCPOConfig(extra_signals=["bogus"]), tok)
+    for device in ("cuda", "auto"):  # the TaskRunner actor has no GPU: refused, not run on CPU
+        with pytest.raises(ConfigError, match="trainer.v1.gcpo.device: .*only 'cpu'"):
+            GCPOAdvantageStep(VerlGCPOConfig(device=device), tok)
+
+
+def test_needs_verl_cannot_supply_are_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the scorer declares beyond log-probs (per-token entropies, per-completion
+    gradients for an oracle weighting) stops the trainer before it is built."""
+    monkeypatch.setattr(GroupScorer, "needs", lambda self, extra=(): {"gradients", "logprobs"})
+    with pytest.raises(ConfigError) as info:
+        GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe())
+    message = str(info.value)
+    assert "\n" not in message and "needs per-completion gradients" in message
+    assert "policy gradients" in message  # says why
 
 
 def test_bad_batches_are_refused() -> None:
@@ -260,3 +289,124 @@ def test_fast_decoder_declines_other_tokenizers() -> None:
 
     assert ByteLevelDecoder.for_tokenizer(tiny_wordpiece()) is None
     assert ByteLevelDecoder.for_tokenizer(object()) is None
+
+
+@pytest.fixture()
+def own_signals():  # type: ignore[no-untyped-def]
+    """Signals registered by a test are removed afterwards."""
+    from gcpo.signals import SIGNALS
+
+    before = set(SIGNALS)
+    yield
+    for name in set(SIGNALS) - before:
+        del SIGNALS[name]
+
+
+def test_plugin_signals_get_what_they_declare_from_the_runs_embedder(own_signals) -> None:  # type: ignore[no-untyped-def]
+    """A registered signal is scored in verl exactly as in TRL: one that needs embeddings gets
+    the run's embedder (here the static table, from the generated ids: not MiniLM), one that
+    needs log-probs makes the step ask verl for them."""
+    from gcpo.signals import register_signal
+
+    seen: dict[str, torch.Tensor] = {}
+
+    @register_signal("test_norm_spread", needs=("embeddings",), bound=None, description="")
+    def _spread(embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen["embeddings"] = embeddings
+        return embeddings.norm(dim=-1).std(dim=-1)
+
+    @register_signal("test_mean_lp", needs=("logprobs",), bound=None, description="")
+    def _mean_lp(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen["logprobs"] = logprobs
+        return -(logprobs * mask).sum(-1) / mask.sum(-1)
+
+    tok = tiny_bpe()
+    wp = tiny_wordpiece()
+    static = StaticEmbedder(torch.randn(wp.get_vocab_size(), 24), wp).for_tokenizer(tok)
+    uids, texts, scores = _batch()
+    ids = _ids(texts)
+    step = GCPOAdvantageStep(
+        VerlGCPOConfig(weighting={"signal": "test_norm_spread"}, extra_signals=["test_mean_lp"]),
+        tok,
+        embedder=static,
+    )
+    assert step.needs_embeddings and step.needs_logprobs and step.token_id_path
+    assert not step.needs_texts  # embedded from the ids: nothing to decode
+    lp = [-0.1 * (i + 1) for i in range(len(uids))]
+    r = step.score(uids, ids, scores, logprobs=lp)
+    assert r.texts == [] and "gcpo/signal/test_mean_lp" in r.metrics
+    a_rows = [i for i, u in enumerate(uids) if u == "a"]
+    want = static.embed_token_ids(
+        torch.tensor([t for i in a_rows for t in ids[i]]),
+        torch.tensor([len(ids[i]) for i in a_rows]),
+    )
+    assert torch.allclose(seen["embeddings"][0, : len(a_rows)], want)
+    assert seen["logprobs"][0, : len(a_rows)].tolist() == pytest.approx([lp[i] for i in a_rows])
+
+
+def test_one_scorer_and_one_embedder_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcpo.verl.step as step_module
+
+    built: list[Any] = []
+    real = step_module.get_embedder
+
+    def counting(spec: Any) -> Any:
+        built.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(step_module, "get_embedder", counting)
+    step = GCPOAdvantageStep(VerlGCPOConfig(embedder="hashing"), tiny_bpe())
+    scorer = step.scorer
+    for seed in range(3):
+        uids, texts, scores = _batch(seed)
+        step.score(uids, _ids(texts), scores)
+    assert step.scorer is scorer and len(built) == 1
+
+
+def test_plain_grpo_reads_no_responses() -> None:
+    step = GCPOAdvantageStep(VerlGCPOConfig(preset="grpo"), tiny_bpe())
+    assert not step.needs_token_ids and not step.needs_logprobs
+    uids, _, scores = _batch()
+    r = step.score(uids, None, scores)
+    assert set(r.weights.values()) == {1.0}
+    with pytest.raises(ValueError, match="reads the responses"):
+        GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe(), embedder=HashingEmbedder()).score(
+            uids, None, scores
+        )
+
+
+def test_plugin_module_imports_nothing_heavy() -> None:
+    """``import verl`` loads the entry point in every verl process: it must stay cheap."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        "import gcpo.verl.plugin\n"
+        "dt = time.perf_counter() - t\n"
+        "heavy = [m for m in ('torch', 'gcpo.scoring', 'gcpo.signals', 'gcpo.embedders',"
+        " 'gcpo.verl.step', 'transformers') if m in sys.modules]\n"
+        "print(heavy, f'{dt:.4f}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy, _seconds = out.stdout.strip().rsplit(" ", 1)
+    assert heavy == "[]", heavy
+
+
+def test_packed_ids_select_and_score_like_lists() -> None:
+    from gcpo.verl import PackedIds
+
+    uids, texts, scores = _batch()
+    ids = _ids(texts)
+    packed = PackedIds.from_sequences(ids)
+    rows = [5, 0, 3]
+    picked = packed.select(rows)
+    assert picked.lengths.tolist() == [len(ids[i]) for i in rows]
+    assert picked.flat.tolist() == [t for i in rows for t in ids[i]]
+    nested = torch.nested.as_nested_tensor([torch.tensor(x) for x in ids], layout=torch.jagged)
+    assert torch.equal(PackedIds.from_jagged(nested).flat, packed.flat)
+    step = GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe(), embedder=HashingEmbedder())
+    other = GCPOAdvantageStep(VerlGCPOConfig(), tiny_bpe(), embedder=HashingEmbedder())
+    assert step.score(uids, packed, scores).weights == other.score(uids, ids, scores).weights

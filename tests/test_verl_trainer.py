@@ -96,7 +96,9 @@ def make_trainer(config: Any) -> Any:
     return trainer
 
 
-def put_batch(tq: Any, seed: int, with_logprobs: bool = True) -> tuple[Any, dict[str, Any]]:
+def put_batch(
+    tq: Any, seed: int, with_logprobs: bool = True, with_ref: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """A batch in TransferQueue, shaped like verl's v1 rollout output.
 
     Groups straddle batch order (rows shuffled), ``lone`` has a single response, ``const`` has
@@ -155,6 +157,8 @@ def put_batch(tq: Any, seed: int, with_logprobs: bool = True) -> tuple[Any, dict
     }
     if with_logprobs:
         fields["old_log_probs"] = jagged([-torch.rand(len(i), generator=gen) for i in ids])
+    if with_ref:  # the reference policy's log-probs (KL-in-reward)
+        fields["ref_log_prob"] = jagged([-torch.rand(len(i), generator=gen) for i in ids])
     partition = f"test-{uuid.uuid4().hex}"
     keys = [r["key"] for r in rows]
     tags = [{"seq_len": 8, "is_padding": bool(r.get("pad"))} for r in rows]
@@ -254,7 +258,8 @@ def test_advantages_are_grpo_times_gcpo_scoring_weights(
     if preset != "grpo":
         assert any(abs(v - 1.0) > 1e-3 for v in w.values())  # the weighting acts
     assert metrics["gcpo/groups"] == 5 and metrics["gcpo/single_response_groups"] == 1
-    assert "gcpo/active_groups" in metrics and "gcpo/total_s" in metrics
+    assert "gcpo/active_groups" in metrics and metrics["timing_s/gcpo"] > 0
+    assert any(k.startswith("gcpo/signal/") for k in metrics) == (preset != "grpo")
 
 
 class _FakeWorkerGroup:
@@ -353,30 +358,65 @@ def test_entry_point_registers_the_mode_lazily_in_a_fresh_process() -> None:
     assert out.stdout.strip().splitlines()[-1] == "gcpo.verl.trainer"
 
 
-def test_verl_recipe_composes_with_verls_config_and_builds_the_trainer(tmp_path: Path) -> None:
-    """configs/recipes/verl/qwen2.5-math-1.5b-math.sh: its overrides against verl's own Hydra
-    config and ``validate_config`` (what ``verl.trainer.main_ppo`` does before starting)."""
-    import verl
+RECIPES = Path(__file__).resolve().parents[1] / "configs/recipes/verl"
+
+
+def compose_gcpo_trainer(overrides: list[str]) -> Any:
+    """gcpo's gcpo_trainer.yaml (defaults: [ppo_trainer, _self_]) composed by Hydra, as
+    ``verl.trainer.main_ppo --config-path=CONFIG_DIR --config-name=gcpo_trainer`` does."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+
+    import gcpo.verl
+
+    with initialize_config_dir(config_dir=gcpo.verl.CONFIG_DIR, version_base=None):
+        config = compose(config_name="gcpo_trainer", overrides=overrides)
+    OmegaConf.resolve(config)
+    return config
+
+
+def test_gcpo_trainer_config_is_verls_with_every_gcpo_setting() -> None:
+    from omegaconf import OmegaConf
+
+    from gcpo import fields
+    from gcpo.verl import VerlGCPOConfig
+
+    config = compose_gcpo_trainer(["trainer.v1.gcpo.preset=gcpo-bot"])  # no "+" needed
+    assert config.trainer.v1.trainer_mode == "gcpo" and config.algorithm.adv_estimator == "grpo"
+    section = OmegaConf.to_container(config.trainer.v1.gcpo)
+    assert section == {**fields.to_dict(VerlGCPOConfig()), "preset": "gcpo-bot"}
+    assert "actor_rollout_ref" in config and config.trainer.use_v1  # verl's own ppo_trainer
+    trainer = make_trainer(config)
+    assert trainer.gcpo.weighting.signal == "barycentric_transport"
+
+
+@pytest.mark.parametrize(
+    ("script", "env"),
+    [
+        ("qwen2.5-math-1.5b-math.sh", {}),
+        ("qwen2.5-math-7b-math-multinode.sh", {"NNODES": "2"}),
+    ],
+)
+def test_verl_recipe_composes_with_verls_config_and_builds_the_trainer(
+    tmp_path: Path, script: str, env: dict[str, str]
+) -> None:
+    """The recipes' overrides on gcpo_trainer.yaml and ``validate_config`` (what
+    ``verl.trainer.main_ppo`` does before starting)."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.trainer.ppo.v1 import get_trainer_cls
     from verl.utils.config import validate_config
 
-    script = Path(__file__).resolve().parents[1] / "configs/recipes/verl/qwen2.5-math-1.5b-math.sh"
-    env = dict(os.environ, DATA_DIR=str(tmp_path), PYTHON=sys.executable)
+    run_env = dict(os.environ, DATA_DIR=str(tmp_path), PYTHON=sys.executable, **env)
     out = subprocess.run(
-        ["bash", str(script), "--print-overrides"],
+        ["bash", str(RECIPES / script), "--print-overrides"],
         capture_output=True,
         text=True,
-        env=env,
+        env=run_env,
         check=True,
     )
     overrides = out.stdout.splitlines()
-    config_dir = Path(verl.__file__).parent / "trainer" / "config"
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=overrides)
-    OmegaConf.resolve(config)
+    assert not [o for o in overrides if o.startswith("+trainer")]  # gcpo_trainer has them all
+    config = compose_gcpo_trainer(overrides)
     validate_config(
         config=config,
         use_reference_policy=need_reference_policy(config),
@@ -385,6 +425,80 @@ def test_verl_recipe_composes_with_verls_config_and_builds_the_trainer(tmp_path:
     assert config.trainer.v1.trainer_mode == "gcpo" and config.algorithm.adv_estimator == "grpo"
     assert config.actor_rollout_ref.rollout.name == "vllm"
     assert config.reward.custom_reward_function.path.endswith("gcpo/verl/reward.py")
+    assert config.trainer.nnodes == int(env.get("NNODES", "1"))
+    if env:
+        assert config.ray_kwargs.ray_init.address == "auto"
+        assert config.actor_rollout_ref.rollout.tensor_model_parallel_size == 2
     trainer = get_trainer_cls("gcpo")(config)
     assert trainer.gcpo.weighting.signal == "cosine_dispersion"
     assert trainer.gcpo.extra_signals == ["semantic_entropy"]
+
+
+def test_kl_in_reward_weights_use_the_penalised_rewards(tq: Any, static_dir: Path) -> None:
+    """``algorithm.use_kl_in_reward=True``: verl penalises the rewards by the KL to the
+    reference policy, GRPO runs on those, and GCPO's reward dispersion reads the same."""
+    config = verl_config({"preset": "gcpo", "embedder": str(static_dir)})
+    config.algorithm.use_kl_in_reward = True
+    config.algorithm.kl_ctrl.kl_coef = 0.5
+    trainer = make_trainer(config)
+    meta, info = put_batch(tq, seed=6, with_ref=True)
+    plain_meta = copy_batch(tq, meta)
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    PPOTrainerSync._compute_advantage(trainer, plain_meta, {})
+    metrics: dict[str, Any] = {}
+    trainer._compute_advantage(meta, metrics)
+    plain, ours = advantages(tq, plain_meta), advantages(tq, meta)
+    penalised = tq.kv_batch_get(
+        keys=plain_meta.keys, partition_id=plain_meta.partition_id,
+        select_fields=["token_level_rewards"],
+    )["token_level_rewards"].unbind()  # fmt: skip
+    raw = [r["score"] for r in info["rows"]]
+    sums = [float(t.sum()) for t in penalised]
+    assert any(abs(a - b) > 1e-3 for a, b in zip(sums, raw, strict=True))  # the KL acts
+    info_kl = {**info, "rows": [{**r, "score": s} for r, s in zip(info["rows"], sums, strict=True)]}
+    w = expected_weights(trainer, info_kl, initial_state(trainer.gcpo.weighting))
+    for row, p, o in zip(info["rows"], plain, ours, strict=True):
+        assert torch.allclose(o, p * w.get(row["uid"], 1.0), atol=1e-5)
+    assert any(abs(v - 1.0) > 1e-3 for v in w.values())
+    assert metrics["gcpo/reward_dispersion"] > 0 and "actor/reward_kl_penalty" in metrics
+
+
+def test_legacy_trainer_path_refuses_gcpo_in_one_line(tmp_path: Path) -> None:
+    """``trainer.use_v1=false`` (verl's legacy RayPPOTrainer) ignores trainer_mode: verl's own
+    entry point must stop before Ray starts, naming the setting, instead of training GRPO."""
+    from verl.utils.config import validate_config
+
+    from gcpo.verl.plugin import check_trainer_path
+
+    config = compose_gcpo_trainer(["trainer.use_v1=false"])
+    with pytest.raises(ConfigError, match="trainer.use_v1=false") as info:
+        validate_config(config=config, use_reference_policy=False, use_critic=False)
+    assert "\n" not in str(info.value)
+    check_trainer_path(compose_gcpo_trainer([]))  # the v1 path passes
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.device: got 'cuda'.*only 'cpu'"):
+        validate_config(
+            config=compose_gcpo_trainer(["trainer.v1.gcpo.device=cuda"]),
+            use_reference_policy=False,
+            use_critic=False,
+        )
+    plain = verl_config()
+    plain.trainer.v1.trainer_mode = "sync"
+    plain.trainer.use_v1 = False
+    check_trainer_path(plain)  # a legacy run that does not ask for GCPO is verl's business
+
+    import gcpo.verl
+
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "verl.trainer.main_ppo",
+            f"--config-path={gcpo.verl.CONFIG_DIR}", "--config-name=gcpo_trainer",
+            "trainer.use_v1=false", f"data.train_files={tmp_path}/x.parquet",
+        ],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, HYDRA_FULL_ERROR="0"),
+    )  # fmt: skip
+    assert out.returncode != 0
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("gcpo.fields.ConfigError: ")]
+    assert len(errors) == 1, out.stderr[-3000:]  # Hydra prints the exception's one line
+    assert "trainer.use_v1=false" in errors[0] and "set trainer.use_v1=true" in errors[0]
+    assert "ray init kwargs" not in out.stdout  # refused before Ray starts

@@ -388,6 +388,7 @@ class ScoreResult:
         fallback: True when every active group got weight 0 and the weights fell back to 1.
         rd_clipped: groups whose RD exceeded a configured ``rd_max`` (clipped; the scorer warns
             once, the trainers count it as ``gcpo/rd_clipped``).
+        weighted: False for plain GRPO (no signal, no rule): weight 1 by definition.
         acts: whether the weights can change the update at all: False when no group is active,
             or when renormalisation leaves a lone active group at weight 1 (the trainers warn
             once and count such steps as ``gcpo/inert_step``).
@@ -411,6 +412,7 @@ class ScoreResult:
     state: WeightingState | dict[str, Any] | None = None  # a weight function's state: dict
     rd_clipped: int = 0
     acts: bool = True
+    weighted: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -717,6 +719,7 @@ class GroupScorer:
             labels={name: self.label(name) for name in sig},
             rd_clipped=res.rd_clipped,
             acts=weighting_acts(res.active, is_weighted(cfg), cfg.renormalize),
+            weighted=is_weighted(cfg),
         )
 
 

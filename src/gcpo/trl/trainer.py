@@ -60,6 +60,7 @@ from trl import GRPOTrainer
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.gradients import GradientConfig, GradientProbe, unpadded_sequences
 from gcpo.io import atomic_write_text
+from gcpo.metrics import score_metrics
 from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
@@ -479,27 +480,8 @@ class GCPOTrainer(GRPOTrainer):
         """Per-step metrics. Weights are reported over the *active* groups (RD > 0) only: the
         ones whose advantages the weights actually scale."""
         m = self._metrics["train"]
-        active = result.active
-        n_active = int(active.sum())
-        rd = result.reward_dispersion.to(torch.float64)
-        m["gcpo/active_groups"].append(float(n_active))
-        m["gcpo/frac_zero_reward_dispersion"].append(1.0 - n_active / max(rd.numel(), 1))
-        if n_active:
-            w = result.weights.to(torch.float64)[active]
-            m["gcpo/weight_mean"].append(float(w.mean()))
-            m["gcpo/weight_min"].append(float(w.min()))
-            m["gcpo/weight_max"].append(float(w.max()))
-            m["gcpo/weight_std"].append(float(w.std(unbiased=False)))
-        m["gcpo/uniform_fallback"].append(float(result.fallback))
-        m["gcpo/rd_clipped"].append(float(result.rd_clipped))
-        m["gcpo/inert_step"].append(float(not result.acts))
-        m["gcpo/reward_dispersion"].append(float(rd.mean()))
-        for name, value in result.signals.items():
-            if name != "reward_dispersion":
-                label = result.labels.get(name, name)
-                m[f"gcpo/signal/{label}"].append(float(value.to(torch.float64).mean()))
-        m["gcpo/embed_s"].append(float(result.timings.get("embed_s", 0.0)))
-        m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
+        for key, value in score_metrics(result).items():
+            m[key].append(value)
         if logprob_s:
             m["gcpo/logprob_s"].append(logprob_s)
 

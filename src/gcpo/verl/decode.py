@@ -1,6 +1,6 @@
 """Fast decoding of byte-level BPE token ids, equal to the tokenizer's own ``batch_decode``.
 
-Decoding is the largest part of the GCPO step in verl's driver (a batch of 512 x 16 completions
+Decoding is the largest part of the GCPO step in verl's TaskRunner actor (a batch of 512 x 16 completions
 of 500 tokens is 4 M tokens; ``batch_decode`` takes about a second for that on one CPU thread).
 For byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2, SmolLM2, ...) every token stands for a
 fixed byte string, so a whole batch can be decoded with a few vectorised gathers: concatenate

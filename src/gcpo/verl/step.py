@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,12 +34,14 @@ import torch
 from gcpo import fields as cfg  # the typed fields (field, validate, from_dict, to_dict)
 from gcpo.embedders import Embedder, EmbedderConfig, StaticEmbedder, get_embedder
 from gcpo.fields import ConfigError
-from gcpo.presets import preset
-from gcpo.scoring import Groups, GroupScorer, resolve_signal_names, short_name
+from gcpo.metrics import score_metrics
+from gcpo.presets import available_presets, preset
+from gcpo.scoring import Groups, GroupScorer, resolve_signal_names
+from gcpo.signals import get_signal
 from gcpo.verl.decode import ByteLevelDecoder
-from gcpo.weighting import WeightingConfig, WeightingState, initial_state
+from gcpo.weighting import WeightingConfig
 
-__all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "StepResult", "weighting_for"]
+__all__ = ["VerlGCPOConfig", "GCPOAdvantageStep", "PackedIds", "StepResult", "weighting_for"]
 
 STATE_VERSION = 1
 
@@ -50,8 +52,8 @@ class VerlGCPOConfig:
 
     preset: str = cfg.field(
         "gcpo",
-        help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot; the "
-        "'weighting' fields override it",
+        help=f"weighting preset: {', '.join(available_presets())}; the 'weighting' fields "
+        "override it",
     )
     weighting: dict[str, Any] = cfg.field(
         default_factory=dict,
@@ -59,7 +61,7 @@ class VerlGCPOConfig:
     )
     embedder: str = cfg.field(
         "static-minilm",
-        help="sentence embedder: 'static-minilm' (default: fast, runs in verl's driver on CPU), "
+        help="sentence embedder: 'static-minilm' (default: fast, runs in verl's TaskRunner on CPU), "
         "'all-MiniLM-L6-v2', 'hashing', or a local model directory",
     )
     embed_token_ids: bool = cfg.field(
@@ -71,7 +73,9 @@ class VerlGCPOConfig:
         64, help="texts per forward pass of a sentence-transformers embedder", min=1
     )
     device: str = cfg.field(
-        "cpu", help="embedder device in verl's driver process: 'cpu', 'cuda', 'auto'"
+        "cpu",
+        help="embedder device: only 'cpu' (the gcpo step runs in verl's TaskRunner actor, "
+        "which Ray starts without GPUs)",
     )
     extra_signals: list[str] = cfg.field(
         default_factory=list,
@@ -95,41 +99,106 @@ class StepResult:
 
     Attributes:
         weights: one weight per uid seen (1.0 for single-response uids).
-        metrics: ``gcpo/*`` numbers for verl's logger.
+        metrics: ``gcpo/*`` numbers for verl's logger: :func:`gcpo.metrics.score_metrics` (the
+            names the TRL trainer logs) plus ``gcpo/groups`` and ``gcpo/single_response_groups``.
         texts: the decoded completions of the scored groups, group by group (groups in order of
-            first appearance, completions in input order within a group).
+            first appearance, completions in input order within a group); empty when no signal
+            reads the text (then nothing is decoded).
+        timings: seconds of the parts (``decode_s``, ``embed_ids_s``, ``embed_s``,
+            ``signals_s``, ``weights_s``, ``step_s``), for benchmarks.
     """
 
     weights: dict[str, float]
     metrics: dict[str, float]
     texts: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-class _GeneratedTexts:
-    """Embedder view for one batch: the policy's own completions are embedded from the token ids
-    it generated; any other text (e.g. BoT segments) goes to the re-indexed embedder."""
+@dataclass(frozen=True)
+class PackedIds:
+    """Token ids of N completions as one flat ``[sum(lengths)]`` tensor and ``[N]`` lengths:
+    verl's jagged layout (``values()`` / ``offsets().diff()`` of a nested tensor), no copy."""
 
-    def __init__(self, inner: StaticEmbedder, texts: Sequence[str], vectors: torch.Tensor) -> None:
-        self.inner = inner
-        self.rows: dict[str, int] = {}
-        for i, t in enumerate(texts):
-            self.rows.setdefault(t, i)
-        self.vectors = vectors
+    flat: torch.Tensor
+    lengths: torch.Tensor
+
+    @classmethod
+    def from_jagged(cls, nested: Any) -> PackedIds:
+        return cls(nested.values().to(torch.long), nested.offsets().diff().to(torch.long))
+
+    @classmethod
+    def from_sequences(cls, seqs: Sequence[Sequence[int] | torch.Tensor]) -> PackedIds:
+        ts = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in seqs]
+        flat = torch.cat(ts) if ts else torch.zeros(0, dtype=torch.long)
+        return cls(flat, torch.tensor([t.numel() for t in ts], dtype=torch.long))
+
+    def __len__(self) -> int:
+        return int(self.lengths.numel())
+
+    def select(self, rows: Sequence[int]) -> PackedIds:
+        """The completions ``rows``, in that order (one vectorised gather)."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long)
+        starts = torch.cumsum(self.lengths, 0) - self.lengths
+        lens = self.lengths[idx]
+        first = torch.repeat_interleave(starts[idx], lens)
+        within = torch.arange(int(lens.sum())) - torch.repeat_interleave(
+            torch.cumsum(lens, 0) - lens, lens
+        )
+        return PackedIds(self.flat[first + within], lens)
+
+
+class _PolicyEmbedder:
+    """The scorer's embedder in verl: one object for the whole run, built on first use.
+
+    Per batch, :meth:`set_batch` hands it the keys the batch's completions go by in
+    :class:`gcpo.scoring.Groups` (their decoded texts, or row placeholders when no signal reads
+    the text) and their generated token ids. With a static embedder on the token-id path the
+    completions are embedded from those ids (once per batch, on the first request); any other
+    text (e.g. BoT segments) goes to the embedder itself.
+    """
+
+    def __init__(self, step: GCPOAdvantageStep) -> None:
+        self.step = step
+        self._rows: dict[str, int] = {}
+        self._ids: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._vectors: torch.Tensor | None = None
+        self.embed_ids_s = 0.0
+
+    def set_batch(self, keys: Sequence[str], ids: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self._rows = {}
+        for i, k in enumerate(keys):
+            self._rows.setdefault(k, i)
+        self._ids, self._vectors, self.embed_ids_s = ids, None, 0.0
+
+    def _batch_vectors(self) -> torch.Tensor | None:
+        inner = self.step.embedder
+        if self._ids is None or not self.step.token_id_path:
+            return None
+        if self._vectors is None:
+            assert isinstance(inner, StaticEmbedder)
+            t = time.perf_counter()
+            self._vectors = inner.embed_token_ids(*self._ids)
+            self.embed_ids_s = time.perf_counter() - t
+        return self._vectors
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        index = [self.rows.get(t, -1) for t in texts]
+        vectors = self._batch_vectors()
+        inner = self.step.embedder
+        if vectors is None:
+            return inner.embed(texts)
+        index = [self._rows.get(t, -1) for t in texts]
         missing = [t for t, i in zip(texts, index, strict=True) if i < 0]
         if not missing:
-            return self.vectors[torch.as_tensor(index, dtype=torch.long)]
-        out = torch.empty(len(texts), self.vectors.shape[1], dtype=torch.float32)
+            return vectors[torch.as_tensor(index, dtype=torch.long)]
+        out = torch.empty(len(texts), vectors.shape[1], dtype=torch.float32)
         have = [k for k, i in enumerate(index) if i >= 0]
         if have:
-            out[have] = self.vectors[[index[k] for k in have]]
-        out[[k for k, i in enumerate(index) if i < 0]] = self.inner.embed(missing)
+            out[have] = vectors[[index[k] for k in have]]
+        out[[k for k, i in enumerate(index) if i < 0]] = inner.embed(missing)
         return out
 
     def segments(self, text: str, max_segments: int | None = None) -> list[str]:
-        return self.inner.segments(text, max_segments)
+        return self.step.embedder.segments(text, max_segments)
 
 
 def _groups_by_uid(uids: Sequence[Any]) -> tuple[list[str], list[list[int]]]:
@@ -140,8 +209,21 @@ def _groups_by_uid(uids: Sequence[Any]) -> tuple[list[str], list[list[int]]]:
     return names, [order[n] for n in names]
 
 
+#: What verl's advantage step can supply per completion beyond texts and rewards.
+VERL_SUPPLIES = frozenset({"logprobs"})
+_WHY_NOT = {
+    "token_entropy": "verl keeps no per-token entropies for the advantage step "
+    "(negative_log_likelihood works)",
+    "gradients": "verl computes no per-completion policy gradients before the advantage step",
+}
+
+
 class GCPOAdvantageStep:
     """Per-group GCPO weights for verl batches (see the module docstring).
+
+    One :class:`~gcpo.scoring.GroupScorer` for the whole run; what a batch computes (log-probs,
+    decoded texts, embeddings) comes from its signals' registered needs, so a plugin signal
+    (``gcpo.signals.register_signal``) works here exactly as in the TRL trainer.
 
     Args:
         settings: :class:`VerlGCPOConfig`.
@@ -154,6 +236,12 @@ class GCPOAdvantageStep:
         self, settings: VerlGCPOConfig, tokenizer: Any, embedder: Embedder | None = None
     ) -> None:
         cfg.validate(settings, prefix="trainer.v1.gcpo.")
+        if settings.device != "cpu":
+            raise ConfigError(
+                f"trainer.v1.gcpo.device: got {settings.device!r}; the gcpo step runs in verl's "
+                "TaskRunner actor, which Ray starts without GPUs (no accelerator is visible "
+                "there), so only 'cpu' works"
+            )
         self.settings = settings
         self.weighting = weighting_for(settings)
         try:
@@ -163,14 +251,24 @@ class GCPOAdvantageStep:
         own = [] if self.weighting.signal == "none" else [self.weighting.signal]
         self.signal_names = resolve_signal_names([*own, "reward_dispersion", *extra])
         self.extra_signals = extra
-        if "token_entropy" in self.signal_names:
-            raise ConfigError(
-                "trainer.v1.gcpo: signal 'token_entropy' needs per-token entropies, which verl "
-                "does not keep for the advantage step; use negative_log_likelihood instead"
-            )
         self.tokenizer = tokenizer
-        self.state: WeightingState | None = initial_state(self.weighting)
         self._embedder = embedder
+        self._view = _PolicyEmbedder(self)
+        self.scorer = GroupScorer(self.weighting, embedder=self._view)
+        self.needs = self.scorer.needs(extra)
+        unsupported = sorted(self.needs - VERL_SUPPLIES)
+        if unsupported:
+            why = "; ".join(_WHY_NOT.get(n, f"verl cannot supply {n}") for n in unsupported)
+            raise ConfigError(
+                f"trainer.v1.gcpo: preset {settings.preset!r} with signals "
+                f"{', '.join(self.signal_names)} needs per-completion {', '.join(unsupported)}: "
+                f"{why}"
+            )
+        # every input the signals consume (the registry's needs, config-dependent ones too)
+        self._inputs = {
+            n for name in self.signal_names for n in get_signal(name).needs_for(self.weighting)
+        }
+        self.state: Any = self.scorer.initial_state()
         self._byte_decoder: ByteLevelDecoder | None = None
         self._byte_decoder_for: Any = None
 
@@ -179,19 +277,35 @@ class GCPOAdvantageStep:
     @property
     def needs_logprobs(self) -> bool:
         """Whether :meth:`score` needs per-completion length-normalised log-likelihoods."""
-        w = self.weighting
-        se = "semantic_entropy" in self.signal_names and w.se_likelihood_weighting
-        geo = w.completion_weighting == "likelihood" and bool(
-            {"cosine_dispersion", "barycentric_transport"} & set(self.signal_names)
-        )
-        return se or geo or "negative_log_likelihood" in self.signal_names
+        return "logprobs" in self.needs
 
     @property
     def needs_embeddings(self) -> bool:
-        names = set(self.signal_names)
-        geometric = {"cosine_dispersion", "barycentric_transport", "eigenscore"}
-        se_emb = "semantic_entropy" in names and self.weighting.se_clusterer == "embedding"
-        return bool(names & geometric) or se_emb
+        """Whether a signal consumes sentence embeddings (completions, segments, or embedding
+        clusters), by the signals' registered needs."""
+        i = self._inputs
+        return bool({"embeddings", "clouds"} & i) or (
+            "clusters" in i and self.weighting.se_clusterer == "embedding"
+        )
+
+    @property
+    def token_id_path(self) -> bool:
+        """Completions are embedded from the generated token ids (static embedder)."""
+        return self.settings.embed_token_ids and isinstance(self.embedder, StaticEmbedder)
+
+    @property
+    def needs_texts(self) -> bool:
+        """Whether a signal reads the completions' text (segments, answer clusters, or a
+        text embedder); otherwise the step does not decode them."""
+        i = self._inputs
+        if "clouds" in i or ("clusters" in i and self.weighting.se_clusterer != "embedding"):
+            return True
+        return self.needs_embeddings and not self.token_id_path
+
+    @property
+    def needs_token_ids(self) -> bool:
+        """Whether :meth:`score` reads the responses' token ids at all."""
+        return self.needs_texts or self.needs_embeddings
 
     @property
     def embedder(self) -> Embedder:
@@ -215,9 +329,10 @@ class GCPOAdvantageStep:
         the embedder (loading, building or re-indexing the static model)."""
         if self.tokenizer is None:
             raise ValueError("gcpo step: no tokenizer set")
-        self._decoder()
         if self.needs_embeddings:
             self.embedder  # noqa: B018
+        if self.needs_texts:
+            self._decoder()
 
     def _decoder(self) -> ByteLevelDecoder | None:
         if self._byte_decoder_for is not self.tokenizer:
@@ -228,7 +343,7 @@ class GCPOAdvantageStep:
     # -- checkpoint state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain data to save with a checkpoint (the rank window)."""
+        """Plain data to save with a checkpoint (the scorer's state, e.g. the rank window)."""
         return {
             "version": STATE_VERSION,
             "signal": self.weighting.signal,
@@ -245,7 +360,7 @@ class GCPOAdvantageStep:
             return
         if data.get("signal") != self.weighting.signal:
             raise ValueError(
-                f"gcpo state: the checkpoint's rank window is of signal {data.get('signal')!r}, "
+                f"gcpo state: the checkpoint's state is of signal {data.get('signal')!r}, "
                 f"this run weighs by {self.weighting.signal!r}"
             )
         self.state.load_state_dict(dict(saved))
@@ -264,7 +379,7 @@ class GCPOAdvantageStep:
     def score(
         self,
         uids: Sequence[Any],
-        token_ids: Sequence[Sequence[int] | torch.Tensor],
+        token_ids: Sequence[Sequence[int] | torch.Tensor] | PackedIds | None,
         scores: Sequence[float] | torch.Tensor,
         logprobs: Sequence[float] | torch.Tensor | None = None,
     ) -> StepResult:
@@ -272,7 +387,8 @@ class GCPOAdvantageStep:
 
         Args:
             uids: one uid per completion; completions with the same uid form a group.
-            token_ids: the response token ids of each completion (lists or 1-D tensors).
+            token_ids: the response token ids of each completion (lists, 1-D tensors, or one
+                :class:`PackedIds`); may be None when :attr:`needs_token_ids` is False.
             scores: the outcome reward of each completion (what verl's GRPO used).
             logprobs: length-normalised log-likelihood of each completion (needed when
                 :attr:`needs_logprobs`).
@@ -280,9 +396,12 @@ class GCPOAdvantageStep:
         t_start = time.perf_counter()
         n = len(uids)
         scores_t = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
-        if len(token_ids) != n or scores_t.numel() != n:
+        if token_ids is None and self.needs_token_ids:
+            raise ValueError("gcpo step: this weighting reads the responses, got token_ids=None")
+        if (token_ids is not None and len(token_ids) != n) or scores_t.numel() != n:
+            got = "no" if token_ids is None else len(token_ids)
             raise ValueError(
-                f"gcpo step: got {n} uids, {len(token_ids)} token-id sequences and "
+                f"gcpo step: got {n} uids, {got} token-id sequences and "
                 f"{scores_t.numel()} scores; expected one of each per completion"
             )
         if not bool(torch.isfinite(scores_t).all()):
@@ -299,61 +418,51 @@ class GCPOAdvantageStep:
             "gcpo/groups": float(len(scored)),
             "gcpo/single_response_groups": float(len(names) - len(scored)),
         }
+        timings: dict[str, float] = {}
         if not scored:
             metrics["gcpo/active_groups"] = 0.0
-            metrics["gcpo/step_s"] = time.perf_counter() - t_start
-            return StepResult(weights, metrics, [])
+            timings["step_s"] = time.perf_counter() - t_start
+            return StepResult(weights, metrics, [], timings)
 
-        rows = [i for k in scored for i in members[k]]
         t = time.perf_counter()
-        seqs = [torch.as_tensor(token_ids[i], dtype=torch.long).reshape(-1) for i in rows]
-        flat = torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.long)
-        lengths = torch.tensor([x.numel() for x in seqs], dtype=torch.long)
-        texts = self._decode(flat, lengths)
-        metrics["gcpo/decode_s"] = time.perf_counter() - t
-        pos = {i: j for j, i in enumerate(rows)}
+        ids = None
+        if token_ids is not None and self.needs_token_ids:
+            packed = (
+                token_ids
+                if isinstance(token_ids, PackedIds)
+                else PackedIds.from_sequences(token_ids)
+            )
+            ids = (packed.flat, packed.lengths)
+        texts: list[str] = []
+        if self.needs_texts:  # every row is decoded / embedded, in input order
+            assert ids is not None
+            keys = self._decode(*ids)
+            texts = [keys[i] for k in scored for i in members[k]]
+        else:  # no signal reads the text: the completions go by their row
+            keys = [f"\x00row{i}" for i in range(n)]
+        timings["decode_s"] = time.perf_counter() - t
+        self._view.set_batch(keys, ids)
 
         def per_group(values: torch.Tensor) -> list[list[float]]:
-            return [[float(values[i]) for i in members[k]] for k in scored]
+            flat = values.tolist()  # one conversion, not one tensor index per completion
+            return [[flat[i] for i in members[k]] for k in scored]
 
         groups = Groups.from_lists(
             [names[k] for k in scored],
-            [[texts[pos[i]] for i in members[k]] for k in scored],
+            [[keys[i] for i in members[k]] for k in scored],
             per_group(scores_t),
             logprobs=None if lp_t is None else per_group(lp_t),
         )
-        embedder: Any = None
-        t = time.perf_counter()
-        if self.needs_embeddings:
-            embedder = self.embedder
-            if isinstance(embedder, StaticEmbedder) and self.settings.embed_token_ids:
-                vectors = embedder.embed_token_ids(flat, lengths)
-                embedder = _GeneratedTexts(embedder, texts, vectors)
-        metrics["gcpo/embed_ids_s"] = time.perf_counter() - t
-        scorer = GroupScorer(self.weighting, embedder=embedder)
-        result = scorer.score(groups, self.state, extra_signals=self.extra_signals)
+        result = self.scorer.score(groups, self.state, extra_signals=self.extra_signals)
+        if result.state is not None:
+            self.state = result.state
         for k, w in zip(scored, result.weights.tolist(), strict=True):
             weights[names[k]] = float(w)
-
-        rd = result.reward_dispersion
-        active = rd > 0
-        metrics["gcpo/active_groups"] = float(int(active.sum()))
-        if bool(active.any()):
-            w_act = result.weights[active].to(torch.float64)
-            metrics["gcpo/weight_mean"] = float(w_act.mean())
-            metrics["gcpo/weight_min"] = float(w_act.min())
-            metrics["gcpo/weight_max"] = float(w_act.max())
-            metrics["gcpo/weight_std"] = (
-                float(w_act.std(unbiased=False)) if w_act.numel() > 1 else 0.0
-            )
-        for name, values in result.signals.items():
-            v = values.to(torch.float64)
-            if v.numel() and bool(torch.isfinite(v).all()):
-                metrics[f"gcpo/{short_name(name)}_mean"] = float(v.mean())
-        for key, seconds in result.timings.items():
-            metrics[f"gcpo/{key}"] = float(seconds)
-        metrics["gcpo/step_s"] = time.perf_counter() - t_start
+        metrics.update(score_metrics(result))
+        timings["embed_ids_s"] = self._view.embed_ids_s
+        timings.update(result.timings)
+        timings["step_s"] = time.perf_counter() - t_start
         for key, value in metrics.items():
             if not math.isfinite(value):
                 raise ValueError(f"gcpo step: metric {key} is {value}")
-        return StepResult(weights, metrics, texts)
+        return StepResult(weights, metrics, texts, timings)

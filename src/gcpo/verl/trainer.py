@@ -3,14 +3,18 @@
 :class:`GCPOTrainer` is verl's own ``PPOTrainerSync`` with three methods extended, nothing
 replaced:
 
-- ``_compute_advantage``: verl computes its GRPO advantages and writes them to TransferQueue
-  (KL-in-reward, rollout correction and multi-turn sessions all as usual); then the trainer
-  reads ``uid``, ``responses``, the scores GRPO used (``rm_scores``, or ``token_level_rewards``
-  with ``algorithm.use_kl_in_reward``) and the advantages back, computes one weight per uid with
-  :class:`gcpo.verl.step.GCPOAdvantageStep` (decoded texts -> ``gcpo.scoring``), multiplies every
-  row of the group by it and writes ``advantages`` / ``returns`` back. The ``gcpo/*`` metrics go
-  to verl's logger with the step's other metrics.
-- ``_save_checkpoint`` / ``_load_checkpoint``: the rank-normalisation window is saved as
+- ``_compute_advantage``: verl's own code runs (KL-in-reward, rollout correction, multi-turn
+  sessions, GRPO) with the GCPO weights applied inside it, so the batch is read from and written
+  to TransferQueue once, by verl. For the duration of the call (a context variable; outside it
+  both hooks pass straight through) two hooks installed by :func:`register` act: TransferQueue's
+  ``kv_batch_get`` adds ``responses`` to verl's advantage read when a signal needs the token ids
+  (verl gets back exactly the fields it asked for), and verl's
+  ``compute_advantage_for_multi_trajectories`` multiplies the padded advantages (and returns)
+  row by row by the group's weight from :class:`gcpo.verl.step.GCPOAdvantageStep`, scoring the
+  final turns with the rewards GRPO used (``token_level_rewards``, KL-penalised with
+  ``algorithm.use_kl_in_reward``). The ``gcpo/*`` metrics (the TRL trainer's names) and
+  ``timing_s/gcpo`` go to verl's logger with the step's other metrics.
+- ``_save_checkpoint`` / ``_load_checkpoint``: the scorer's state (the rank window) is saved as
   ``global_step_N/gcpo_state.json`` (written before verl marks the checkpoint complete) and
   restored on resume.
 
@@ -25,6 +29,8 @@ checkpointing of in-flight prompts); this trainer *is* the sync trainer, so it r
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import logging
 import os
@@ -32,13 +38,14 @@ import time
 from typing import Any
 
 import torch
+import transfer_queue as tq
 from omegaconf import DictConfig, OmegaConf
-from tensordict import TensorDict
+from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from gcpo.fields import ConfigError, from_dict
-from gcpo.verl.step import GCPOAdvantageStep, VerlGCPOConfig
+from gcpo.verl.step import GCPOAdvantageStep, PackedIds, VerlGCPOConfig
 
 __all__ = ["TRAINER_MODE", "GCPOTrainer", "register", "settings_from_verl_config"]
 
@@ -83,6 +90,126 @@ def _final_rows(keys: list[str], tags: list[dict[str, Any]]) -> list[int]:
     return [i for _, i in last.values()]
 
 
+# The advantage step of the GCPOTrainer call in progress (in this thread / task), or None:
+# outside such a call the two hooks below pass straight through to verl / TransferQueue.
+_ACTIVE: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("gcpo_verl", default=None)
+# verl's advantage read asks for these (trainer_base.PPOTrainer._compute_advantage)
+_VERL_ADVANTAGE_READ = {"uid", "response_mask", "rm_scores"}
+
+
+class _Call:
+    """State of one ``GCPOTrainer._compute_advantage`` call."""
+
+    def __init__(self, trainer: GCPOTrainer, step: GCPOAdvantageStep, batch: Any) -> None:
+        self.trainer = trainer
+        self.step = step
+        self.keys = list(batch.keys)
+        self.tags = list(batch.tags)
+        self.extra_fields = ["responses"] if step.needs_token_ids else []
+        self.fetched: dict[str, Any] = {}
+        self.applied = False
+        self.metrics: dict[str, float] = {}
+        self.timings: dict[str, float] = {}
+
+    def extend_read(self, select_fields: list[str]) -> list[str] | None:
+        """The fields to read instead of verl's, if this is verl's advantage read."""
+        if self.applied or self.fetched or not set(select_fields) >= _VERL_ADVANTAGE_READ:
+            return None
+        extra = [f for f in self.extra_fields if f not in select_fields]
+        return [*select_fields, *extra] if extra else None
+
+    def apply(self, data: Any, batch_keys: list[str]) -> None:
+        """Multiply verl's GRPO advantages (padded ``[N, T]`` in ``data.batch``) by the group
+        weights, before verl writes them to TransferQueue."""
+        t0 = time.perf_counter()
+        if list(batch_keys) != self.keys:
+            raise RuntimeError("gcpo: verl's advantage step saw other keys than its batch")
+        step = self.step
+        uids = [str(u) for u in data.non_tensor_batch["uid"]]
+        mask = data.batch["response_mask"]
+        # the scores verl's GRPO uses: token_level_rewards (KL-penalised with use_kl_in_reward)
+        scores = data.batch["token_level_rewards"].sum(dim=-1)
+        rows = _final_rows(self.keys, self.tags)
+        token_ids = None
+        if step.needs_token_ids:
+            responses = self.fetched.get("responses")
+            if responses is None:
+                raise RuntimeError("gcpo: the responses were not read with verl's batch")
+            packed = PackedIds.from_jagged(responses)
+            token_ids = packed if rows == list(range(len(packed))) else packed.select(rows)
+        logprobs = None
+        if step.needs_logprobs:
+            lp = data.batch["old_log_probs"].to(torch.float64)
+            m = mask.to(torch.float64)
+            logprobs = ((lp * m).sum(-1) / m.sum(-1).clamp_min(1.0))[rows]
+        result = step.score([uids[i] for i in rows], token_ids, scores[rows], logprobs)
+        w = torch.tensor(
+            [
+                1.0 if tag.get("is_padding", False) else result.weights.get(u, 1.0)
+                for u, tag in zip(uids, self.tags, strict=True)
+            ],
+            dtype=data.batch["advantages"].dtype,
+        ).unsqueeze(-1)
+        same = data.batch["returns"] is data.batch["advantages"]
+        weighted = data.batch["advantages"] * w
+        data.batch["advantages"] = weighted
+        # verl's GRPO sets returns = advantages (its metrics log both); keep that true
+        data.batch["returns"] = weighted if same else data.batch["returns"] * w
+        self.applied = True
+        self.metrics = dict(result.metrics)
+        self.metrics["timing_s/gcpo"] = time.perf_counter() - t0
+        self.timings = result.timings
+
+
+def _hooked_kv_batch_get(original: Any) -> Any:
+    @functools.wraps(original)
+    def kv_batch_get(*args: Any, **kwargs: Any) -> Any:
+        call = _ACTIVE.get()
+        select = list(kwargs.get("select_fields") or [])
+        fields = call.extend_read(select) if call is not None and select else None
+        if call is None or fields is None:
+            return original(*args, **kwargs)
+        data = original(*args, **{**kwargs, "select_fields": fields})
+        for name in fields[len(select) :]:
+            call.fetched[name] = data.pop(name)
+        return data
+
+    kv_batch_get.__gcpo_original__ = original  # type: ignore[attr-defined]
+    return kv_batch_get
+
+
+def _hooked_advantage(original: Any) -> Any:
+    @functools.wraps(original)
+    def compute_advantage_for_multi_trajectories(
+        data: Any, batch_keys: Any, *a: Any, **k: Any
+    ) -> Any:
+        out = original(data, batch_keys, *a, **k)
+        call = _ACTIVE.get()
+        if call is not None and not call.applied:
+            call.apply(out, list(batch_keys))
+        return out
+
+    compute_advantage_for_multi_trajectories.__gcpo_original__ = original  # type: ignore[attr-defined]
+    return compute_advantage_for_multi_trajectories
+
+
+def _install_hooks() -> None:
+    """Wrap TransferQueue's ``kv_batch_get`` and verl's ``compute_advantage_for_multi_trajectories``
+    (as ``trainer_base`` calls them) once; both pass through unless a GCPOTrainer call is active."""
+    if not hasattr(tq, "kv_batch_get") or not hasattr(
+        trainer_base, "compute_advantage_for_multi_trajectories"
+    ):
+        raise ImportError(
+            "gcpo: this verl / TransferQueue has no kv_batch_get or "
+            "compute_advantage_for_multi_trajectories; gcpo[verl] needs verl 0.9"
+        )
+    if not hasattr(tq.kv_batch_get, "__gcpo_original__"):
+        tq.kv_batch_get = _hooked_kv_batch_get(tq.kv_batch_get)
+    fn = trainer_base.compute_advantage_for_multi_trajectories
+    if not hasattr(fn, "__gcpo_original__"):
+        trainer_base.compute_advantage_for_multi_trajectories = _hooked_advantage(fn)
+
+
 class GCPOTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` whose GRPO advantages are weighted per group by GCPO."""
 
@@ -123,63 +250,25 @@ class GCPOTrainer(PPOTrainerSync):
     # -- advantages ---------------------------------------------------------------------------
 
     def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
-        batch = super()._compute_advantage(batch, metrics)
-        return self.apply_gcpo(batch, metrics)
-
-    def apply_gcpo(self, batch: Any, metrics: dict) -> Any:
-        """Multiply the advantages stored for ``batch`` by their group's GCPO weight."""
-        import transfer_queue as tq
-
-        t0 = time.perf_counter()
+        """verl's own advantage step with the group weights applied inside it (see the module
+        docstring): one TransferQueue read (verl's, plus ``responses`` when a signal needs
+        them) and one write (verl's)."""
         step = self._gcpo_step()
-        use_kl = bool(OmegaConf.select(self.config, "algorithm.use_kl_in_reward", default=False))
-        score_field = "token_level_rewards" if use_kl else "rm_scores"
-        fields = ["uid", "responses", "advantages", score_field]
-        if step.needs_logprobs:
-            fields += ["old_log_probs", "response_mask"]
-        keys = list(batch.keys)
-        tags = list(batch.tags)
-        t = time.perf_counter()
-        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=fields)
-        tq_get_s = time.perf_counter() - t
-        uids = [str(u) for u in list(data["uid"])]
-        advantages = data["advantages"]
-        offsets = advantages.offsets()
-        lengths = offsets.diff()
-
-        rows = _final_rows(keys, tags)
-        responses = data["responses"].unbind()
-        scores = data[score_field].to_padded_tensor(0.0).sum(dim=-1)
-        logprobs = None
-        if step.needs_logprobs:
-            lp = data["old_log_probs"].to_padded_tensor(0.0).to(torch.float64)
-            mask = data["response_mask"].to_padded_tensor(0).to(torch.float64)
-            logprobs = (lp * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
-        result = step.score(
-            [uids[i] for i in rows],
-            [responses[i] for i in rows],
-            scores[rows],
-            None if logprobs is None else logprobs[rows],
-        )
-        padding = [bool(t.get("is_padding", False)) for t in tags]
-        w_rows = torch.tensor(
-            [
-                1.0 if pad else result.weights.get(u, 1.0)
-                for u, pad in zip(uids, padding, strict=True)
-            ],
-            dtype=advantages.values().dtype,
-        )
-        values = advantages.values() * torch.repeat_interleave(w_rows, lengths)
-        weighted = torch.nested.nested_tensor_from_jagged(values, offsets)
-        # verl's GRPO sets returns = advantages (its metrics log both); keep that true
-        t = time.perf_counter()
-        out = TensorDict({"advantages": weighted, "returns": weighted}, batch_size=len(keys))
-        batch = tq.kv_batch_put(keys=keys, partition_id=batch.partition_id, fields=out)
-        metrics.update(result.metrics)
-        metrics["gcpo/tq_get_s"] = tq_get_s
-        metrics["gcpo/tq_put_s"] = time.perf_counter() - t
-        metrics["gcpo/total_s"] = time.perf_counter() - t0
-        return batch
+        call = _Call(self, step, batch)
+        token = _ACTIVE.set(call)
+        try:
+            out = super()._compute_advantage(batch, metrics)
+        finally:
+            _ACTIVE.reset(token)
+        if not call.applied:
+            raise RuntimeError(
+                "gcpo: verl's _compute_advantage did not call "
+                "compute_advantage_for_multi_trajectories, so no GCPO weight was applied; this "
+                "verl version is not supported (gcpo[verl] needs verl 0.9)"
+            )
+        metrics.update(call.metrics)
+        self.gcpo_timings = {**call.timings, "apply_s": call.metrics["timing_s/gcpo"]}
+        return out
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -229,5 +318,6 @@ class GCPOTrainer(PPOTrainerSync):
 
 def register() -> None:
     """Register :class:`GCPOTrainer` as verl trainer mode ``"gcpo"`` (idempotent)."""
+    _install_hooks()
     if TRAINER_REGISTRY.get(TRAINER_MODE) is not GCPOTrainer:
         register_trainer(TRAINER_MODE)(GCPOTrainer)
