@@ -32,7 +32,7 @@ from typing import Any
 from gcpo.config import dump_yaml
 from gcpo.fields import ConfigError, validate
 from gcpo.io import JsonlReport, atomic_write_text
-from gcpo.plugins import load_plugins
+from gcpo.plugins import PLUGINS_FILE, load_plugins, plugin_spec, run_plugins
 from gcpo.rewards import RewardStats, safe_reward
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.yaml"
-PLUGINS_FILE = "plugins.json"  # the --plugin modules of the run, imported again on resume
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -370,11 +369,11 @@ def run_training(
 
 def _record_plugins(run_dir: Path, plugins: Sequence[str]) -> list[str]:
     """Union of the run's recorded ``--plugin`` modules and ``plugins``, written back if it grew."""
-    path = run_dir / PLUGINS_FILE
-    recorded: list[str] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    union = recorded + [p for p in plugins if p not in recorded]
+    recorded = run_plugins(run_dir)
+    given = [plugin_spec(p) for p in plugins]
+    union = recorded + [p for p in given if p not in recorded]
     if union != recorded:
-        atomic_write_text(path, json.dumps(union) + "\n")
+        atomic_write_text(run_dir / PLUGINS_FILE, json.dumps(union) + "\n")
     return union
 
 
