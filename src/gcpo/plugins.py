@@ -53,9 +53,11 @@ def _import_file(name: str) -> None:
     sys.modules[module_name] = module  # so that pickling and `import stem` find it
     try:
         spec.loader.exec_module(module)
-    except ImportError as exc:
+    except Exception as exc:  # whatever the plugin raises at import: one line, not a traceback
         del sys.modules[module_name]
-        raise ConfigError(f"--plugin {name}: importing it failed: {exc}") from None
+        raise ConfigError(
+            f"--plugin {name}: importing it failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _import_module(name: str) -> None:
@@ -71,6 +73,10 @@ def _import_module(name: str) -> None:
                 f"{name.replace('.', '/')}.py"
             ) from None
         raise ConfigError(f"--plugin {name}: importing it failed: {exc}") from None
+    except Exception as exc:  # e.g. a signal name registered twice
+        raise ConfigError(
+            f"--plugin {name}: importing it failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_plugins(modules: Sequence[str] = (), *, entry_points: bool = True) -> list[str]:

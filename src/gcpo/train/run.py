@@ -19,12 +19,14 @@ Read top to bottom, one run is::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -169,8 +171,39 @@ def _callbacks(run_dir: Path) -> list[Any]:
     ]
 
 
+class _UnscorableFilter(logging.Filter):
+    """Drops TRL's per-batch "All reward functions returned None" warning while gcpo train
+    runs: the run counts unscorable completions (reward stats, ``gcpo/unscorable_frac/*``) and
+    reports them once in its summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_unscorable_warning() -> Iterator[None]:
+    """gcpo train's own logging: TRL's unscorable-rewards warning is filtered inside the block
+    only, so ``GCPOTrainer`` used as a library leaves every TRL warning as TRL emits it."""
+    from trl.trainer import grpo_trainer
+
+    target = logging.getLogger(grpo_trainer.__name__)
+    f = _UnscorableFilter()
+    target.addFilter(f)
+    try:
+        yield
+    finally:
+        target.removeFilter(f)
+
+
 def _train(
     config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
+    with quiet_unscorable_warning():
+        return _train_quietly(config, run_dir, checkpoint, callbacks)
+
+
+def _train_quietly(
+    config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any]
 ) -> dict[str, Any]:
     import torch
     from datasets import Dataset

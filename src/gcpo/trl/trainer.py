@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,11 +57,15 @@ from gcpo.tasks.synthetic import completion_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
 from gcpo.weighting import RankNormalizerState, WeightingConfig
 
-__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
+__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "OneGroupPerBatchWarning", "prompt_text"]
 
 GCPO_STATE_FILE = "gcpo_state.json"
 
 logger = logging.getLogger(__name__)
+
+
+class OneGroupPerBatchWarning(UserWarning):
+    """A weighting that compares groups was given one prompt group per generation batch."""
 
 
 def prompt_text(prompt: Any) -> str:
@@ -139,13 +144,38 @@ class GCPOTrainer(GRPOTrainer):
         self._gcpo_inputs = self.scorer.needs(self.extra_signals)  # fails early on a bad name
         self._gcpo_lengths: list[int] | None = None
         self.gcpo_counts: dict[str, int] = {"uniform_fallback": 0, "unscorable": 0}
-        _quiet_unscorable_warning()
+        self._warn_if_one_group_per_batch()
         # the rank window (presets with rank normalisation), a weight function's dict, or None
         self.gcpo_state: Any = self.scorer.initial_state()
         self.last_scores: tuple[list[str], ScoreResult] | None = None
         self.last_groups: Groups | None = None
         self._gcpo_rewards: torch.Tensor | None = None
         self._gcpo_texts: tuple[list[Any], list[Any]] | None = None
+
+    def _warn_if_one_group_per_batch(self) -> None:
+        """Weights are relative between the groups of one generation batch (renormalised to
+        mean 1): with a single group per batch they are all 1 and this trains plain GRPO, which
+        TRL's defaults (per-device batch 8, ``num_generations`` 8) silently give."""
+        g = self.num_generations or 1
+        args: Any = self.args  # a GRPOConfig; typed as TrainingArguments by transformers
+        groups = args.generation_batch_size // g
+        relative = isinstance(self.scorer, FunctionScorer) or (
+            self.weighting.signal != "none" and self.weighting.renormalize
+        )
+        self.gcpo_counts["one_group_per_batch"] = 0
+        if groups >= 2 or not relative:
+            return
+        self.gcpo_counts["one_group_per_batch"] = 1
+        what = self.weighting_name or getattr(self.scorer, "name", None) or self.weighting.signal
+        warnings.warn(
+            f"GCPOTrainer: each generation batch holds {groups} prompt group (generation_batch_size "
+            f"{args.generation_batch_size} / num_generations {g}), so weighting {what!r} "
+            "renormalises every weight to 1 and this trains as plain GRPO; give it at least 2 "
+            f"groups: per_device_train_batch_size (x processes x steps_per_generation) >= {2 * g}, "
+            "or generation_batch_size",
+            OneGroupPerBatchWarning,
+            stacklevel=3,
+        )
 
     # -- TRL extension points (super() first, then our part) ----------------------------------
 
@@ -436,17 +466,3 @@ class GCPOTrainer(GRPOTrainer):
         m["gcpo/signals_s"].append(float(result.timings.get("signals_s", 0.0)))
         if logprob_s:
             m["gcpo/logprob_s"].append(logprob_s)
-
-
-class _UnscorableFilter(logging.Filter):
-    """Drops TRL's per-batch "All reward functions returned None" warning: the trainer counts
-    unscorable completions (``gcpo_counts``, the reward stats) and reports them once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "All reward functions returned None" not in record.getMessage()
-
-
-def _quiet_unscorable_warning() -> None:
-    target = logging.getLogger(GRPOTrainer.__module__)
-    if not any(isinstance(f, _UnscorableFilter) for f in target.filters):
-        target.addFilter(_UnscorableFilter())
