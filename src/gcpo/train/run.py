@@ -154,7 +154,13 @@ def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
         kwargs.update({"bf16": False, "use_cpu": True})
     kwargs.update(config.trl)
     try:
-        return GRPOConfig(**kwargs)
+        with warnings.catch_warnings():
+            # TRL 1.16 sets gradient_checkpointing, a name transformers 5 deprecates: nothing
+            # the user can act on, printed before every run and `--check`
+            warnings.filterwarnings(
+                "ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning
+            )
+            return GRPOConfig(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"trl: GRPOConfig rejected the arguments: {exc}") from None
 
@@ -423,6 +429,8 @@ def resume_training(
     The ``--plugin`` modules the run was started with are imported again, with ``plugins``.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume: {str(run_dir)!r} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(
             f"--resume: {str(run_dir)!r} has no {CONFIG_FILE}; not a gcpo run directory"
