@@ -426,6 +426,11 @@ def test_model_card_names_base_model_and_weighting(tmp_path: Path) -> None:
     card = (tmp_path / "out" / "README.md").read_text()
     assert "fine-tuned version of [HuggingFaceTB/SmolLM2-135M-Instruct]" in card
     assert "[None]" not in card
+    # the usage snippet loads the saved model, not model="None" (TRL's, for a model never pushed)
+    assert f'model="{tmp_path / "out"}"' in card and "None" not in card
+    trainer.create_model_card(model_name="run", model_path="runs/x/final")
+    assert 'model="runs/x/final"' in (tmp_path / "out" / "README.md").read_text()
+    assert trainer.hub_model_id is None
     assert "preset 'gcpo-bot': barycentric_transport weighting" in card
     assert "- gcpo" in card  # tag
     # the model's own config is left as it was

@@ -305,7 +305,7 @@ def _train_quietly(
             shutil.rmtree(staged, ignore_errors=True)  # left by a run killed while saving
         trainer.save_model(str(staged))
         tokenizer.save_pretrained(str(staged))
-        trainer.create_model_card(model_name=run_dir.name)  # into the run directory
+        trainer.create_model_card(model_name=run_dir.name, model_path=str(final_dir))
         if trainer.args.should_save and (run_dir / "README.md").is_file():
             shutil.copyfile(run_dir / "README.md", staged / "README.md")
         trainer.accelerator.wait_for_everyone()

@@ -273,8 +273,12 @@ class GCPOTrainer(GRPOTrainer):
         model_name: str | None = None,
         dataset_name: str | None = None,
         tags: str | list[str] | None = None,
+        model_path: str | None = None,
     ) -> None:
-        """TRL's model card, naming the base model and the GCPO weighting it was trained with."""
+        """TRL's model card, naming the base model and the GCPO weighting it was trained with.
+
+        ``model_path``: what the card's usage snippet loads (default: the hub repo when pushed,
+        else ``output_dir``); TRL would print ``model="None"`` for a model never pushed."""
         w = self.weighting
         if isinstance(self.scorer, FunctionScorer):
             what = f"the weight function {self.scorer.name!r}"
@@ -291,11 +295,15 @@ class GCPOTrainer(GRPOTrainer):
         extra = ["gcpo", *([self.weighting_name] if self.weighting_name else [])]
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         self._name = f"GRPO with gcpo group weighting ({label}{what})"
+        hub_model_id = self.hub_model_id
         try:
             if self.base_model and config is not None:
                 config._name_or_path = self.base_model
+            if hub_model_id is None:  # the template's usage snippet loads hub_model_id
+                self.hub_model_id = model_path or self.args.output_dir
             super().create_model_card(model_name, dataset_name, [*tags, *extra])
         finally:
+            self.hub_model_id = hub_model_id
             if config is not None:
                 config._name_or_path = original
 
