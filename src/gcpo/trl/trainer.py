@@ -300,7 +300,8 @@ class GCPOTrainer(GRPOTrainer):
             if self.base_model and config is not None:
                 config._name_or_path = self.base_model
             if hub_model_id is None:  # the template's usage snippet loads hub_model_id
-                self.hub_model_id = model_path or self.args.output_dir
+                # typed None by transformers, which sets it only when pushing to the hub
+                self.hub_model_id = model_path or self.args.output_dir  # type: ignore[assignment]
             super().create_model_card(model_name, dataset_name, [*tags, *extra])
         finally:
             self.hub_model_id = hub_model_id
