@@ -379,6 +379,8 @@ for rec in trainer.records:
         "rewards": g.rewards.tolist(),
     }})
 (out / f"rank{{rank}}.json").write_text(json.dumps({{"rows": rows, "state": trainer.gcpo_state.values}}))
+from tiny_trl import exit_worker
+exit_worker()
 """
 
 
