@@ -33,8 +33,8 @@ def run_one(preset: str, out: Path, overrides: list[str]) -> dict[str, Any]:
     from gcpo.train.config import QUICKSTART
 
     gcpo = shutil.which("gcpo") or str(Path(sys.executable).with_name("gcpo"))
-    # the quickstart file named explicitly: with KEY=VALUE alone `gcpo train` starts from the
-    # TrainConfig defaults, not from the quickstart
+    # the quickstart file named explicitly, so the benchmark measures that file whatever the
+    # command's default
     cmd = [gcpo, "train", str(QUICKSTART), "--preset", preset, "--output", str(out), *overrides]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()

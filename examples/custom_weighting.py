@@ -1,9 +1,10 @@
 """A group-weighting method of your own, in gcpo: one new signal and one weight function.
 
 Importing this module registers the signal ``answer_spread``; ``pass_rate_weight`` can be given
-to ``GCPOTrainer(weighting=...)`` in place of a preset. Run it from the CLI with
-``gcpo signals --plugin custom_weighting --signals answer_spread -i groups.jsonl`` (the module on
-``PYTHONPATH``), or use it from Python::
+to ``GCPOTrainer(weighting=...)`` in place of a preset (in Python only: the CLI has no route for
+a weight function). Use the signal from the CLI with, from the repository root,
+``gcpo signals --plugin examples/custom_weighting.py --signals answer_spread -i examples/groups.jsonl``
+(or ``--plugin custom_weighting`` with ``examples/`` on ``PYTHONPATH``), or from Python::
 
     from custom_weighting import pass_rate_weight
     trainer = GCPOTrainer(model=..., reward_funcs=[...], args=GRPOConfig(...),

@@ -213,3 +213,46 @@ def test_written_train_config_reloads_identically(tmp_path: Path) -> None:
     f = tmp_path / "config.yaml"
     f.write_text(dump_yaml(c))
     assert load_train_config(f) == c
+
+
+def _help(command: str) -> str:
+    import contextlib
+    import io
+
+    from gcpo.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(buf.getvalue().split())  # argparse wraps lines
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "signals", "analyze", "compare"])
+def test_help_states_each_default_once_and_no_flag_as_its_opposite(command: str) -> None:
+    import re
+
+    text = _help(command)
+    assert not re.search(r"default[^()]*\) \(default: None\)", text), command
+    assert "this turns it off" not in text
+    for flag in re.findall(r"(--no-[a-z-]+) ", text):
+        after = text.split(flag + " ", 1)[1][:80]
+        if not after.startswith("--"):  # the help text of the flag (not the usage line)
+            assert after.startswith("turn off:"), (flag, after)
+
+
+def test_analyze_help_lists_every_synthetic_task() -> None:
+    from gcpo.tasks.synthetic import SYNTHETIC_TASKS
+
+    text = _help("analyze")
+    assert "synthetic task: " + ", ".join(SYNTHETIC_TASKS) in text
+    assert "graded-arithmetic" in text
+
+
+def test_unknown_signal_names_its_field_once(capsys: pytest.CaptureFixture) -> None:
+    from gcpo.cli import main
+
+    groups = Path(__file__).resolve().parents[1] / "examples" / "groups.jsonl"
+    assert main(["signals", "-i", str(groups), "--signals", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gcpo signals: configuration error: signals: unknown signal 'nope'")
+    assert "signals: signals:" not in err

@@ -297,7 +297,8 @@ def test_cli_status_and_table_only_from_results(tmp_path: Path, capsys) -> None:
     argv = ["compare", str(config), "--presets", "grpo,gcpo", "--seeds", "0,1,2"]
     assert main([*argv, "--status"]) == 0
     out = capsys.readouterr().out.split("\n")
-    assert out[0].split() == ["grpo-s0", "done"] and out[5].split() == ["gcpo-s2", "fresh"]
+    assert out[0].startswith(f"results {results} ")  # where it looked
+    assert out[1].split() == ["grpo-s0", "done"] and out[6].split() == ["gcpo-s2", "fresh"]
     assert main([*argv, "--table-only"]) == 0
     out = capsys.readouterr().out
     assert "| gcpo | 2/3 |" in out and "+0.050" in out  # paired mean over the 2 finished seeds
@@ -321,3 +322,24 @@ def test_compact_results_are_not_ignored_by_git() -> None:
 
     assert not ignored("docs/results/compare-arithmetic/runs/grpo-s0/curve.jsonl")
     assert ignored("runs/compare-arithmetic/grpo-s0/config.yaml")
+
+
+def test_packaged_comparison_reproduces_unless_the_committed_results_are_named(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`gcpo compare arithmetic` on a fresh clone trains its runs: the committed results count
+    only when named with --output (the evidence runs, --status / --table-only of them)."""
+    from gcpo.cli import main
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "results" / "compare-arithmetic"
+    if not (committed / "runs").is_dir():
+        pytest.skip("no committed comparison results")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "arithmetic", "--status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("results runs/compare-arithmetic/results ")
+    assert len(out) == 13 and all(line.split()[1] == "fresh" for line in out[1:])
+    assert main(["compare", "arithmetic", "--status", "--output", str(committed)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"results {committed} ")
+    assert [line.split()[1] for line in out[1:]] == ["done"] * 12

@@ -35,7 +35,8 @@ def test_from_dict_coerces_and_nests() -> None:
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        ({"stepz": 1}, r"stepz: unknown key for Outer; allowed keys: .*steps"),
+        ({"stepz": 1}, r"stepz: unknown key for Outer \(did you mean steps\?\); allowed keys: .*steps"),
+        ({"zzz": 1}, r"zzz: unknown key for Outer; allowed keys: "),
         ({"steps": 0}, r"steps: got 0, must be >= 1"),
         ({"steps": "ten"}, r"steps: expected an integer, got 'ten'"),
         ({"steps": True}, r"steps: expected an integer"),

@@ -331,6 +331,7 @@ def _fake_run(tmp_path: Path) -> tuple[Path, object]:
 
     run = tmp_path / "runs" / "gcpo-arithmetic-1"
     (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")  # what makes it a model directory
     config = TrainConfig(
         model="tiny-random",
         task="arithmetic",
@@ -395,3 +396,178 @@ def test_cli_eval_of_a_run_as_gcpo_train_prints_it(
     out = capsys.readouterr().out
     assert loaded == [str(run / "final")]
     assert "arithmetic (pass@1)" in out and "100.0" in out and str(run / "eval") in out
+
+
+# ------------------------------------- issue 18: stale generations, bad --model, plugins, progress
+
+
+def _model_dir(root: Path, weights: str = "w1") -> Path:
+    """A stand-in model directory: what identifies it is its files, not their content."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_text(weights)
+    return root
+
+
+def test_a_rerun_made_another_way_generates_again_instead_of_reusing(tmp_path: Path) -> None:
+    data = _write_data(tmp_path / "data")
+    model_dir = _model_dir(tmp_path / "m")
+    out = tmp_path / "out"
+    model, tok = AnswerModel(), CharTokenizer()
+
+    def run(**changes):
+        cfg = EvalConfig(model=str(model_dir), benchmarks=["math500"], data_dir=str(data),
+                         output=str(out), progress=False, max_new_tokens=8, device="cpu")  # fmt: skip
+        for k, v in changes.items():
+            setattr(cfg, k, v)
+        model.calls.clear()
+        return run_evaluation(cfg, model=model, tokenizer=tok)
+
+    def rows() -> list[dict]:
+        return [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
+
+    assert run()["replaced"] is None and sum(model.calls) == 3
+    assert run()["replaced"] is None and model.calls == []  # same settings: reused
+    # another generation budget: regenerated, the old rows kept aside, one reason given
+    again = run(max_new_tokens=16)
+    assert sum(model.calls) == 3 and again["replaced"]["rows"] == 3
+    assert "max_new_tokens 8 -> 16" in again["replaced"]["reason"]
+    assert len(rows()) == 3 and {r["setting"]["max_new_tokens"] for r in rows()} == {16}
+    assert len((out / "generations.replaced.jsonl").read_text().splitlines()) == 3
+    # another model copied to the same path (RUN/final after --resume max_steps=N)
+    (model_dir / "model.safetensors").write_text("other weights")
+    again = run(max_new_tokens=16)
+    assert sum(model.calls) == 3 and "model files changed" in again["replaced"]["reason"]
+    # sampling settings and seed count when sampling
+    run(samples=2, max_new_tokens=16)
+    assert sum(model.calls) == 6
+    assert run(samples=2, max_new_tokens=16, temperature=0.9)["replaced"]["rows"] == 6
+    assert run(samples=2, max_new_tokens=16, temperature=0.9, seed=1)["replaced"]["rows"] == 6
+    # an edited data file (same id, other question): only that item is generated again
+    lines = (data / "math500" / "test.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["problem"] = "another problem"
+    (data / "math500" / "test.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    again = run(samples=2, max_new_tokens=16, temperature=0.9, seed=1)
+    assert again["replaced"]["rows"] == 2 and sum(model.calls) == 2
+    # rows written before settings were recorded cannot be trusted either
+    legacy = [{k: v for k, v in r.items() if k not in ("setting", "item")} for r in rows()]
+    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    again = run(samples=2, max_new_tokens=16, temperature=0.9, seed=1)
+    assert again["replaced"]["rows"] == 6 and "older gcpo" in again["replaced"]["reason"]
+
+
+def test_cli_says_a_rerun_was_made_another_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gcpo.models
+    from gcpo.cli import main
+
+    data = _write_data(tmp_path / "data")
+    model_dir = _model_dir(tmp_path / "m")
+    monkeypatch.setattr(gcpo.models, "load_policy", lambda name, **kw: (AnswerModel(), CharTokenizer()))
+    argv = ["eval", "--model", str(model_dir), "--benchmarks", "math500", "--data-dir", str(data),
+            "--output", str(tmp_path / "o"), "--no-progress", "--max-new-tokens", "8"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv[:-1], "9"]) == 0
+    err = capsys.readouterr().err
+    assert "3 earlier generations" in err and "max_new_tokens 8 -> 9" in err, err
+
+
+@pytest.mark.parametrize("case", ["missing", "missing-with-data", "run-dir", "not-a-model", "hub"])
+def test_cli_eval_names_a_bad_model_in_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    from gcpo.cli import main
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the benchmark was loaded for a model that cannot be loaded")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import
+    data = _write_data(tmp_path / "data")
+    with_data = ["--data-dir", str(data), "--benchmarks", "math500", "--output", str(tmp_path / "o")]
+    run, _ = _fake_run(tmp_path)
+    argv, expected = {
+        "missing": (["--model", "/nonexistent"], ["'/nonexistent' does not exist", "final/"]),
+        "missing-with-data": (["--model", "/nonexistent", *with_data], ["does not exist"]),
+        "run-dir": (["--model", str(run)], ["is a gcpo train run directory",
+                                            f"--model {run / 'final'}"]),
+        "not-a-model": (["--model", str(data), *with_data], ["without config.json", "hub id"]),
+        "hub": (["--model", "no-such-org/no-such-model", *with_data],
+                ["'no-such-org/no-such-model': not a built-in name", "hub id"]),
+    }[case]  # fmt: skip
+    assert main(["eval", *argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("gcpo eval: configuration error: model: ")
+    assert "benchmark" not in err.split("model: ", 1)[1].split(";")[0]
+    for part in expected:
+        assert part in err, (part, err)
+
+
+def test_cli_eval_of_a_plugin_run_imports_the_runs_plugins(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gcpo eval --model RUN/final` of a run trained with `--plugin FILE` (its own signal)."""
+    import gcpo.models
+    from gcpo.cli import main
+
+    plugin = tmp_path / "my_eval_signal_plugin.py"
+    plugin.write_text(
+        "from gcpo.signals import register_signal\n"
+        "@register_signal('eval_plugin_spread', needs=('rewards',), bound=1.0, description='x')\n"
+        "def spread(rewards, mask):\n    return rewards.std(dim=1)\n"
+    )
+    run, _ = _fake_run(tmp_path)
+    text = (run / "config.yaml").read_text()
+    assert "signal: cosine_dispersion" in text
+    (run / "config.yaml").write_text(
+        text.replace("signal: cosine_dispersion", "signal: eval_plugin_spread")
+    )
+    (run / "plugins.json").write_text(json.dumps([str(plugin)]))
+    monkeypatch.setattr(gcpo.models, "load_policy", lambda name, **kw: (SumModel(), CharTokenizer()))
+    assert main(["eval", "--model", str(run / "final"), "--no-progress"]) == 0, capsys.readouterr()
+    assert "arithmetic (pass@1)" in capsys.readouterr().out
+
+
+class StreamingModel(SumModel):
+    """Calls the streamer as transformers' generate does: the prompt, then one put per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, streamer=None, **kwargs):
+        if streamer is not None:
+            streamer.put(input_ids)
+            for _ in range(3):  # every sequence ends after 3 of its max_new_tokens
+                streamer.put(input_ids[:, :1])
+                self.seen.append(streamer.bar.bar.n)
+            streamer.end()
+        return super().generate(input_ids, attention_mask, max_new_tokens, **kwargs)
+
+
+def test_eval_progress_moves_per_token_step_and_hints_on_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gcpo.evaluation as ev
+
+    bars: list = []
+    real = ev._progress
+    monkeypatch.setattr(ev, "_progress", lambda *a: bars.append(real(*a)) or bars[-1])
+    run, _ = _fake_run(tmp_path)
+    model = StreamingModel()
+    cfg = EvalConfig(model=str(run / "final"), batch_size=4, max_new_tokens=1024)
+    run_evaluation(cfg, model=model, tokenizer=CharTokenizer())
+    (bar,) = bars
+    # 6 held-out prompts in batches of 4 and 2: the bar advanced within each batch
+    assert model.seen == [4, 8, 12, 4 * 1024 + 2, 4 * 1024 + 4, 4 * 1024 + 6]
+    assert bar.bar.n == bar.bar.total == 6 * 1024 and bar.done == 6
+    err = capsys.readouterr().err
+    assert "up to 1024 new tokens per generation on CPU" in err and "--max-new-tokens 256" in err

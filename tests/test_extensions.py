@@ -176,3 +176,49 @@ def test_docs_show_the_example_that_runs_here() -> None:
     body = example[example.index("def pass_rate_weight") :]
     code = re.sub(r'    """.*?"""\n', "", body, flags=re.S).strip()
     assert code in docs
+
+
+@pytest.fixture()
+def clean_registry():  # type: ignore[no-untyped-def]
+    """Signals registered by the test are removed afterwards, and the example module unloaded."""
+    import sys
+
+    from gcpo.signals import SIGNALS
+
+    before = set(SIGNALS)
+    sys.modules.pop("custom_weighting", None)
+    yield
+    for name in set(SIGNALS) - before:
+        del SIGNALS[name]
+    sys.modules.pop("custom_weighting", None)
+
+
+def test_plugin_as_a_file_path_from_the_repository_root(
+    clean_registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from gcpo.cli import main
+    from gcpo.plugins import load_plugins
+
+    monkeypatch.chdir(EXAMPLES.parent)
+    # as the `gcpo` script runs: the current directory is not on sys.path
+    root = str(EXAMPLES.parent)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", root)])
+    out = tmp_path / "s.csv"
+    rc = main(["signals", "--plugin", "examples/custom_weighting.py", "-i", "examples/groups.jsonl",
+               "--embedder", "hashing", "--signals", "answer_spread,cd", "-q", "-o", str(out)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert "answer_spread" in out.read_text().splitlines()[0].split(",")
+    # importing the same file again (e.g. a run's recorded plugins) registers nothing twice
+    assert load_plugins(["examples/custom_weighting.py"], entry_points=False) == [
+        str(EXAMPLES / "custom_weighting.py")
+    ]
+    capsys.readouterr()
+    # the dotted module name is not importable from the root: say what to do, in one line
+    assert main(["signals", "--plugin", "examples.custom_weighting", "-i", "examples/groups.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "PYTHONPATH" in err and "--plugin examples/custom_weighting.py" in err
+    assert main(["signals", "--plugin", "examples/nope.py", "-i", "examples/groups.jsonl"]) == 2
+    assert "examples/nope.py: no such file" in capsys.readouterr().err

@@ -42,7 +42,7 @@ BAD = [
     (["extra_signals=[se,xyz]"], ["extra_signals", "'xyz'", "cd (cosine_dispersion)"]),
     (["weighting.modulation=cubic"], ["modulation", "'cubic'", "linear, exp, focal, inverse"]),
     (["task=chess"], ["task", "'chess'", "arithmetic, passage-qa"]),
-    (["task_options={digits: 0}"], ["task_options", "digits", "got 0"]),
+    (["task=arithmetic", "task_options={digits: 0}"], ["task_options", "digits", "got 0"]),
     (["loss_type=ppo"], ["loss_type", "'ppo'", "dapo"]),
     (["reward=magic"], ["reward", "'magic'", "module:function"]),
     (["reward=no_such_module_xyz:fn"], ["reward", "no_such_module_xyz"]),
@@ -103,7 +103,12 @@ def test_check_valid_config_prints_plan_and_trains_nothing(
     assert main([*args, "--check", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["steps"] == 7 and plan["skipped_rows"] == 0 and plan["run_dir"] == str(run)
-    assert plan["completions_per_step"] == 16 and plan["train_prompts"] == 512
+    # KEY=VALUE alone changes the quickstart, as flags do
+    from gcpo.train.config import QUICKSTART, load_train_config
+
+    quickstart = load_train_config(QUICKSTART)
+    assert plan["completions_per_step"] == quickstart.per_device_train_batch_size
+    assert plan["train_prompts"] == quickstart.num_train_prompts
     assert not run.exists()  # --check writes nothing
     assert no_model == []
 

@@ -142,8 +142,11 @@ def test_resume_refuses_run_changing_overrides(tmp_path: Path) -> None:
         resume_training(tmp_path, ["learning_rate=1"])
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         resume_training(tmp_path, [])
-    with pytest.raises(ConfigError, match="not a gcpo run directory"):
+    with pytest.raises(ConfigError, match="missing' does not exist"):
         resume_training(tmp_path / "missing", [])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a gcpo run directory"):
+        resume_training(tmp_path / "empty", [])
 
 
 USER_REWARD = """
@@ -239,3 +242,55 @@ def test_summary_prints_the_fix_when_few_groups_were_active(capsys: pytest.Captu
     assert "more prompts per step" in out
     _print_summary({**summary, "few_active_groups": False})
     assert "fewer than 2 groups" not in capsys.readouterr().out
+
+
+# -- issue 18: one spelling, one experiment; the nits a new user meets -----------------------------
+
+
+def test_key_value_alone_changes_the_quickstart_as_the_flag_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from gcpo.cli import main
+
+    def check(*argv: str) -> dict:
+        assert main(["train", *argv, "--check", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        report.pop("run_dir")  # holds the time
+        return report
+
+    flag, override = check("--max-steps", "1"), check("max_steps=1")
+    assert flag == override
+    assert override["steps"] == 1 and "graded-arithmetic" in override["data"]  # the quickstart's
+
+
+def test_misspelt_key_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    from gcpo.cli import main
+
+    assert main(["train", "max_step=1", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "max_step: unknown key for TrainConfig (did you mean max_steps?)" in err
+
+
+def test_resume_of_a_missing_directory_says_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gcpo.cli import main
+
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"gcpo train: configuration error: --resume: '{tmp_path / 'nope'}' does not exist"
+    )
+
+
+def test_check_prints_no_trl_future_warnings(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "gcpo", "train", "--check"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "FutureWarning" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr

@@ -292,8 +292,9 @@ def test_unscorable_completions_are_masked_out_of_every_signal(
     )
     with caplog.at_level("WARNING"):
         trainer.train()
-    # counted (below), not warned about once per batch
-    assert not [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
+    # counted (below); the library class leaves TRL's own warning as TRL emits it (gcpo train
+    # filters it from its console: test_gcpo_train_alone_filters_trls_unscorable_warning)
+    assert [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
     groups = trainer.records[0]["groups"]
     assert groups.mask.tolist() == [[True, True, False, True]] * 2
     from gcpo.signals import reward_dispersion
@@ -378,6 +379,8 @@ for rec in trainer.records:
         "rewards": g.rewards.tolist(),
     }})
 (out / f"rank{{rank}}.json").write_text(json.dumps({{"rows": rows, "state": trainer.gcpo_state.values}}))
+from tiny_trl import exit_worker
+exit_worker()
 """
 
 
@@ -425,6 +428,11 @@ def test_model_card_names_base_model_and_weighting(tmp_path: Path) -> None:
     card = (tmp_path / "out" / "README.md").read_text()
     assert "fine-tuned version of [HuggingFaceTB/SmolLM2-135M-Instruct]" in card
     assert "[None]" not in card
+    # the usage snippet loads the saved model, not model="None" (TRL's, for a model never pushed)
+    assert f'model="{tmp_path / "out"}"' in card and "None" not in card
+    trainer.create_model_card(model_name="run", model_path="runs/x/final")
+    assert 'model="runs/x/final"' in (tmp_path / "out" / "README.md").read_text()
+    assert trainer.hub_model_id is None
     assert "preset 'gcpo-bot': barycentric_transport weighting" in card
     assert "- gcpo" in card  # tag
     # the model's own config is left as it was
@@ -528,3 +536,63 @@ def test_peer_presets_train_and_match_an_independent_reimplementation(
             rec["weights"].double(), expected.repeat_interleave(G).double(), atol=1e-5, rtol=1e-5
         )
         assert len(set(expected.tolist())) > 2  # the weighting acts
+
+
+# -- what a user of the library class meets --------------------------------------------------------
+
+
+def test_one_group_per_generation_batch_warns_once_at_construction(tmp_path: Path) -> None:
+    """TRL's defaults (per-device batch 8, num_generations 8) give one group per batch: every
+    renormalised weight is 1, which would train plain GRPO without a word."""
+    from gcpo.trl import OneGroupPerBatchWarning
+
+    with pytest.warns(OneGroupPerBatchWarning, match="holds 1 prompt group") as caught:
+        trainer = make_trainer(tmp_path, per_device_train_batch_size=4, num_generations=4)
+    ours = [w for w in caught if issubclass(w.category, OneGroupPerBatchWarning)]
+    assert len(ours) == 1 and trainer.gcpo_counts["one_group_per_batch"] == 1
+    assert "per_device_train_batch_size (x processes x steps_per_generation) >= 8" in str(
+        ours[0].message
+    )
+    # nothing to say: two groups per batch, plain GRPO, or a weighting that is not relative
+    for kwargs in (
+        {"per_device_train_batch_size": 8, "num_generations": 4},
+        {"per_device_train_batch_size": 4, "num_generations": 4, "weighting": "grpo"},
+        {"per_device_train_batch_size": 4, "num_generations": 4, "weighting": "seed-grpo"},
+        {"per_device_train_batch_size": 4, "num_generations": 4, "steps_per_generation": 2},
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", OneGroupPerBatchWarning)
+            trainer = make_trainer(tmp_path, **kwargs)
+        assert trainer.gcpo_counts["one_group_per_batch"] == 0, kwargs
+
+
+def test_library_trainer_changes_none_of_trls_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from trl.trainer import grpo_trainer
+
+    make_trainer(tmp_path, weighting="grpo")
+    with caplog.at_level("WARNING"):
+        logging.getLogger(grpo_trainer.__name__).warning("All reward functions returned None for x")
+    assert [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
+
+
+def test_gcpo_train_alone_filters_trls_unscorable_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from trl.trainer import grpo_trainer
+
+    from gcpo.train.run import quiet_unscorable_warning
+
+    log = logging.getLogger(grpo_trainer.__name__)
+    with caplog.at_level("WARNING"):
+        with quiet_unscorable_warning():
+            log.warning("All reward functions returned None for x")
+            log.warning("another TRL warning")
+        log.warning("All reward functions returned None for y")
+    assert [r.getMessage() for r in caplog.records] == [
+        "another TRL warning",
+        "All reward functions returned None for y",
+    ]

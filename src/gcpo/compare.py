@@ -5,7 +5,9 @@ Every run of a comparison is one ``gcpo train`` run of one base :class:`TrainCon
 a fixed held-out set (greedy decoding, the same prompts for every run) every ``eval_every``
 steps. Two directories:
 
-- ``results`` (compact, meant to be committed, e.g. ``docs/results/compare-arith``)::
+- ``results`` (compact, small enough to commit; by default ``runs/compare-NAME/results``, so that
+  running a packaged comparison reproduces it rather than reading the committed results, which
+  ``--output docs/results/compare-NAME`` names explicitly)::
 
       compare.json                 the comparison's config and fingerprint
       runs/<preset>-s<seed>/
@@ -114,8 +116,11 @@ class CompareConfig:
         0.5, help="held-out accuracy for the 'steps to threshold' column", min=0.0, max=1.0
     )
     results: str = field(
-        "docs/results/compare",
-        help="compact results (curves, summaries, table, plot): small, meant to be committed",
+        "runs/compare/results",
+        help="compact results (curves, summaries, table, plot): small enough to commit; the "
+        "packaged comparisons write them under runs/ so that running one reproduces it, and "
+        "--output docs/results/NAME writes (or, with --status / --table-only, reads) the "
+        "committed ones",
     )
     runs: str = field(
         "runs/compare", help="heavy run directories (checkpoints, models); may be lost"

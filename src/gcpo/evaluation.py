@@ -2,9 +2,13 @@
 
 For every (benchmark, item, sample) the harness generates one completion, scores it and appends
 one JSON line to ``<output>/generations.jsonl`` right away; a re-run with the same output folder
-skips every (model, benchmark, item id, sample index) already there. Metrics are then computed
-from the whole file, so several models evaluated into one folder give one table, one row per
-model (the paper's layout: rows = models, columns = benchmarks).
+skips every (model, benchmark, item id, sample index) already there *that was generated the same
+way*: each row records its ``setting`` (the model files' identity, sizes and modification
+times; the decoding settings; the generation budget; dtype, device and batch size) and the hash
+of its item's prompt and references. Rows of the evaluated model made another way are stale:
+they are moved to ``generations.replaced.jsonl`` and generated again, with a one-line note.
+Metrics are then computed from the whole file, so several models evaluated into one folder give
+one table, one row per model (the paper's layout: rows = models, columns = benchmarks).
 
 Generation: HF ``generate`` with left padding, ``batch_size`` prompts per call. ``samples == 1``
 decodes greedily; ``samples > 1`` samples with ``temperature`` / ``top_p`` (seeded per batch).
@@ -18,10 +22,12 @@ and items. The headline number per benchmark is pass@1 (math) or F1 (QA), times 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import re
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.fields import ConfigError, field, validate
-from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl
+from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl, write_jsonl
 from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
 
 __all__ = [
@@ -41,6 +47,9 @@ __all__ = [
 ]
 
 GENERATIONS_FILE = "generations.jsonl"
+REPLACED_FILE = "generations.replaced.jsonl"  # stale rows, kept for the record
+# a budget above this on CPU gets a one-line hint: 0/N for many minutes looks hung
+_CPU_HINT_TOKENS = 256
 
 
 @dataclass
@@ -141,10 +150,132 @@ def train_run(config: EvalConfig) -> tuple[Path, Any] | None:
         named = model.name == "final" or re.fullmatch(r"checkpoint-\d+", model.name)
         if not (named and model.is_dir() and (run_dir / "config.yaml").is_file()):
             return None
+    from gcpo.plugins import load_plugins, run_plugins
+
+    # the run's --plugin modules first: its config may name a signal or task kind they register
+    load_plugins(run_plugins(run_dir), entry_points=False)
     try:
         return run_dir, load(TrainConfig, run_dir / "config.yaml")
     except ConfigError as exc:
         raise ConfigError(f"run: {run_dir / 'config.yaml'}: {exc}") from None
+
+
+_EXPECTED_MODEL = (
+    "expected a gcpo train run's final/ (or checkpoint-N/) directory, a model directory with "
+    "config.json, a built-in name (smollm2-135m-instruct, tiny-random) or a hub id"
+)
+
+
+def check_model(name: str) -> None:
+    """Refuse, in one line, a ``--model`` that cannot be a model, before any data, hub or
+    weights are touched: a missing path, a directory without ``config.json``, a run directory
+    (its model is ``RUN/final``)."""
+    from gcpo.train.run import last_checkpoint
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return
+        if (path / "config.yaml").is_file():
+            if (path / "final" / "config.json").is_file():
+                hint = f"evaluate its trained model with --model {path / 'final'}"
+            else:
+                ckpt = last_checkpoint(path)
+                hint = (
+                    f"it has no final/ yet; its latest checkpoint is --model {ckpt}"
+                    if ckpt is not None
+                    else "it has no final/ and no checkpoint-N/ yet"
+                )
+            raise ConfigError(f"model: {name!r} is a gcpo train run directory, not a model; {hint}")
+        raise ConfigError(f"model: {name!r} is a directory without config.json; {_EXPECTED_MODEL}")
+    if path.exists():
+        raise ConfigError(f"model: {name!r} is a file, not a model directory; {_EXPECTED_MODEL}")
+    # "org/name" may be a hub id; anything else with a path's shape is a path that is not there
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        run = path.parent
+        if path.name == "final" and (run / "config.yaml").is_file():
+            ckpt = last_checkpoint(run)
+            more = f"; its latest checkpoint is --model {ckpt}" if ckpt is not None else ""
+            raise ConfigError(
+                f"model: {name!r} does not exist: the run has no final/ model (still training, "
+                f"or save_final: false){more}"
+            )
+        raise ConfigError(f"model: {name!r} does not exist; {_EXPECTED_MODEL}")
+
+
+def _model_directory(name: str) -> Path | None:
+    """The local directory ``name`` loads from, when there is one without downloading."""
+    from gcpo.models import DEFAULT_POLICY, TINY_RANDOM, resolve_model_path
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if name.strip().lower() in (DEFAULT_POLICY, TINY_RANDOM, "smollm2", "default"):
+        return Path(resolve_model_path(name))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # not a valid repo id: nothing cached under it
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def model_fingerprint(name: str) -> str:
+    """Identity of the weights ``name`` stands for: a hash of the names, sizes and modification
+    times of the files of its directory (a hub id: of its cached snapshot, whose folder is the
+    commit), so a model retrained or copied to the same path counts as another model."""
+    directory = _model_directory(name)
+    if directory is None:
+        return f"name:{name}"  # a hub id not cached yet, or a model object passed in
+    h = hashlib.sha256(str(directory.resolve()).encode())
+    for p in sorted(directory.iterdir()):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def generation_setting(config: EvalConfig, max_new_tokens: int, model_id: str) -> dict[str, Any]:
+    """Everything besides the item that changes a generation of one benchmark."""
+    device = config.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    setting: dict[str, Any] = {
+        "model": model_id,
+        "max_new_tokens": max_new_tokens,
+        "max_context_tokens": config.max_context_tokens,
+        "dtype": config.dtype,
+        "device": device.split(":")[0],
+        # batch composition sets the padding (and, when sampling, the per-batch seed)
+        "batch_size": config.batch_size,
+        "decoding": "greedy",
+    }
+    if config.samples > 1:
+        setting["decoding"] = {"temperature": config.temperature, "top_p": config.top_p,
+                               "seed": config.seed}  # fmt: skip
+    return setting
+
+
+def item_hash(item: BenchmarkItem) -> str:
+    """Hash of what the model is asked (gcpo's user message for the item, so a template change
+    counts too) and of the references its score is computed against."""
+    from gcpo.tasks.prompts import user_message
+
+    text = json.dumps([user_message(item), item.answers, item.kind], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _setting_diff(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "recorded without its settings (an older gcpo)"
+    keys = [k for k in new if old.get(k) != new[k]]
+    if not keys:
+        return "another item text or reference"
+    labels = {"model": "model files changed"}
+    return ", ".join(labels.get(k, f"{k} {old.get(k)!r} -> {new[k]!r}") for k in keys)
 
 
 def default_output_dir(model: str) -> Path:
@@ -177,6 +308,7 @@ def _generate(
     config: EvalConfig,
     seed: int,
     max_new_tokens: int,
+    streamer: _TokenStreamer | None = None,
 ) -> tuple[list[str], list[int], list[int]]:
     """Decoded new text, prompt lengths and new-token counts for a batch of prompts."""
     import torch
@@ -194,8 +326,12 @@ def _generate(
         kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if streamer is not None:
+        kwargs["streamer"] = streamer
     with torch.no_grad():
         out = model.generate(**enc, **kwargs)
+    if streamer is not None:
+        streamer.end()
     new = out[:, enc["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
@@ -222,6 +358,8 @@ def run_evaluation(
     {...}, "timing": {benchmark: {"items", "generations", "seconds"}}}``.
     """
     validate(config)
+    if model is None:
+        check_model(config.model)  # before the data: a wrong path is not the benchmark's fault
     run = train_run(config)
     trained = run[1] if run is not None and not run[1].dataset else None  # a synthetic task
     benchmarks = config.benchmarks or [trained.task if trained is not None else "math500"]
@@ -258,6 +396,12 @@ def run_evaluation(
     out_dir.mkdir(parents=True, exist_ok=True)
     gen_path = out_dir / GENERATIONS_FILE
 
+    model_id = model_fingerprint(config.model)
+    settings = {name: generation_setting(config, max_new_tokens[name], model_id)
+                for name in items_by_bench}  # fmt: skip
+    hashes = {(name, item.id): item_hash(item)
+              for name, items in items_by_bench.items() for item in items}  # fmt: skip
+    stale = _replace_stale_rows(out_dir, config.model, settings, hashes)
     done = {_row_key(r) for r in _read_rows(gen_path)}
     todo: dict[str, list[tuple[BenchmarkItem, int]]] = {
         name: [
@@ -276,9 +420,12 @@ def run_evaluation(
             from gcpo.models import load_policy
 
             device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model, tokenizer = load_policy(
-                config.model, dtype=getattr(torch, config.dtype), device=device
-            )
+            try:
+                model, tokenizer = load_policy(
+                    config.model, dtype=getattr(torch, config.dtype), device=device
+                )
+            except ValueError as exc:  # not loadable: one line, not a transformers traceback
+                raise ConfigError(f"model: {str(exc).removeprefix('model ')}") from None
         from gcpo.tasks.prompts import build_prompt
 
         for name, requests in todo.items():
@@ -293,7 +440,16 @@ def run_evaluation(
             # Longest prompts first: similar lengths share a batch (less padding) and an
             # out-of-memory error shows up in the first batch, not after an hour.
             requests = sorted(requests, key=lambda r: -len(prompts[r[0].id]))
-            bar = _progress(len(requests), f"{name}", config.progress)
+            budget = max_new_tokens[name]
+            on_cpu = next(model.parameters()).device.type == "cpu"
+            if on_cpu and budget > _CPU_HINT_TOKENS and config.progress:
+                print(
+                    f"gcpo eval: {name}: up to {budget} new tokens per generation on CPU can take "
+                    f"minutes per batch; --max-new-tokens {_CPU_HINT_TOKENS} is much faster",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            bar = _progress(len(requests), budget, f"{name}", config.progress)
             for b in range(0, len(requests), config.batch_size):
                 batch = requests[b : b + config.batch_size]
                 texts, prompt_lens, new_counts = _generate(
@@ -302,7 +458,8 @@ def run_evaluation(
                     [prompts[item.id] for item, _ in batch],
                     config,
                     seed=config.seed * 1_000_003 + b,
-                    max_new_tokens=max_new_tokens[name],
+                    max_new_tokens=budget,
+                    streamer=bar.streamer(len(batch)),
                 )
                 for (item, s), text, plen, ntok in zip(
                     batch, texts, prompt_lens, new_counts, strict=True
@@ -312,6 +469,8 @@ def run_evaluation(
                         "benchmark": name,
                         "id": item.id,
                         "sample": s,
+                        "setting": settings[name],
+                        "item": hashes[(name, item.id)],
                         "answers": item.answers,
                         "generation": text,
                         "prompt_tokens": int(plen),
@@ -319,7 +478,7 @@ def run_evaluation(
                         **score_generation(item, text, math_timeout=config.math_timeout),
                     }
                     append_jsonl(gen_path, row)
-                bar.update(len(batch))
+                bar.generations_done(len(batch))
             bar.close()
             timing[name] = {
                 "items": len({item.id for item, _ in requests}),
@@ -341,23 +500,100 @@ def run_evaluation(
     atomic_write_text(out_dir / "results.csv", csv_text)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     this_run = summary.get(config.model, {})
-    return {"output": str(out_dir), "summary": summary, "this_model": this_run, "timing": timing}
+    return {
+        "output": str(out_dir),
+        "summary": summary,
+        "this_model": this_run,
+        "timing": timing,
+        "replaced": stale,
+    }
 
 
-class _NoBar:
+def _replace_stale_rows(
+    out_dir: Path,
+    model: str,
+    settings: dict[str, dict[str, Any]],
+    hashes: dict[tuple[str, str], str],
+) -> dict[str, Any] | None:
+    """Move the rows of ``model`` on these benchmarks that were generated another way (other
+    settings, other model files, another prompt or reference) out of generations.jsonl, into
+    generations.replaced.jsonl; returns how many and why (None when there were none)."""
+    gen_path = out_dir / GENERATIONS_FILE
+    rows = _read_rows(gen_path)
+    keep: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    why: str | None = None
+    for r in rows:
+        bench = str(r["benchmark"])
+        if str(r["model"]) != model or bench not in settings:
+            keep.append(r)
+            continue
+        wanted_hash = hashes.get((bench, str(r["id"])))
+        same = r.get("setting") == settings[bench]
+        if same and (wanted_hash is None or r.get("item") == wanted_hash):
+            keep.append(r)
+            continue
+        stale.append(r)
+        why = why or f"{bench}: {_setting_diff(r.get('setting'), settings[bench])}"
+    if not stale:
+        return None
+    for r in stale:
+        append_jsonl(out_dir / REPLACED_FILE, r)
+    write_jsonl(gen_path, keep)
+    return {"rows": len(stale), "reason": why, "moved_to": str(out_dir / REPLACED_FILE)}
+
+
+class _TokenStreamer:
+    """A ``generate(streamer=...)`` hook: ``put`` is called once with the prompt ids, then once
+    per decoding step, so the bar moves per token step and its ETA means something from the
+    first batch on (a 1024-token batch on CPU is many minutes of 0/N otherwise)."""
+
+    def __init__(self, bar: Any, budget: int, size: int) -> None:
+        self.bar, self.budget, self.size = bar, budget, size
+        self.steps = -1  # the first put is the prompt
+
+    def put(self, value: Any) -> None:
+        self.steps += 1
+        if 0 < self.steps <= self.budget:
+            self.bar.update(self.size)
+
+    def end(self) -> None:  # stopped early (every sequence ended): the rest of the budget
+        self.bar.update(self.size * (self.budget - max(self.steps, 0)))
+        self.steps = self.budget
+
+
+class _Progress:
+    """Progress over generations x token budget (unit: token steps of one generation), with
+    the generations done in the postfix."""
+
+    def __init__(self, total: int, budget: int, desc: str, enabled: bool) -> None:
+        self.budget, self.total, self.done = budget, total, 0
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total * budget, desc=desc, unit="tok", unit_scale=True)
+            self.bar.set_postfix_str(f"0/{total} generations")
+
     def update(self, n: int) -> None:
-        pass
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def streamer(self, size: int) -> _TokenStreamer | None:
+        return _TokenStreamer(self, self.budget, size) if self.bar is not None else None
+
+    def generations_done(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.done}/{self.total} generations")
 
     def close(self) -> None:
-        pass
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="gen")
+def _progress(total: int, budget: int, desc: str, enabled: bool) -> _Progress:
+    return _Progress(total, budget, desc, enabled)
 
 
 def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -273,8 +274,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     data = normalize_keys(cls, data)
     unknown = [k for k in data if k not in fields]
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        guess = f" (did you mean {prefix}{close[0]}?)" if close else ""
         raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; "
+            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}{guess}; "
             f"allowed keys: {', '.join(sorted(fields))}"
         )
     prepare = getattr(cls, "config_prepare", None)

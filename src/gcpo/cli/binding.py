@@ -146,7 +146,8 @@ class Binding:
             if tp is bool:
                 if f.default is True:
                     names = [_flag("no_" + f.name), *self.aliases.get(path, ())]
-                    text = f"{text} (on by default; this turns it off)"
+                    # the field's help says what it does when on; the flag does the opposite
+                    text = f"turn off: {text} (on by default)"
                 target.add_argument(*names, dest=dest, action="store_true", help=_escape(text))
                 continue
             if path != f.name:  # the shorthand of a nested dataclass
@@ -160,12 +161,10 @@ class Binding:
                 if f.name == "preset":
                     text += "; replaces the config file's preset and drops its weighting fields"
             metavar = path.rsplit(".", 1)[-1].upper()
+            if not (default == "None" and "default" in text):  # the help says it in words
+                text = f"{text} (default: {default})"
             target.add_argument(
-                *names,
-                dest=dest,
-                default=None,
-                metavar=metavar,
-                help=_escape(f"{text} (default: {default})"),
+                *names, dest=dest, default=None, metavar=metavar, help=_escape(text)
             )
         parser.add_argument(
             "overrides",

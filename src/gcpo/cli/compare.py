@@ -4,6 +4,7 @@ Examples::
 
     gcpo compare arithmetic                      # configs/compare/arithmetic.yaml (2 CPUs)
     gcpo compare arithmetic --status             # what is done, what a rerun resumes
+    gcpo compare arithmetic --table-only --output docs/results/compare-arithmetic  # committed
     gcpo compare my.yaml --presets grpo,gcpo --seeds 0,1 train.max_steps=20
     gcpo compare arithmetic --table-only         # rebuild table.md / curves.png from results
     gcpo compare arithmetic --only gcpo          # one arm now (e.g. one arm per machine)
@@ -24,7 +25,7 @@ def binding() -> Any:
     from gcpo.cli.binding import Binding
     from gcpo.compare import CompareConfig
 
-    return Binding(CompareConfig, positional_config=True)
+    return Binding(CompareConfig, positional_config=True, aliases={"results": ("--output",)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     b = binding()
     c = b.load(args, path=compare_config_path(b.config_path(args)))
     if args.status:
+        print(f"results {c.results} (finished runs: summary.json); runs {c.runs} (checkpoints)")
         for s in plan_runs(c):
             where = f" from {s.checkpoint}" if s.checkpoint else ""
             print(f"{s.name:24s} {s.state}{where}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 HELP = "evaluate a model on math / QA benchmarks or a trained run's task (pass@k, EM, F1, ...)"
@@ -24,6 +25,13 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_evaluation(binding().load(args))
     out = result["output"]
+    stale = result.get("replaced")
+    if stale:
+        print(
+            f"gcpo eval: {stale['rows']} earlier generations in {out} were made another way "
+            f"({stale['reason']}); generated them again (old rows: {stale['moved_to']})",
+            file=sys.stderr,
+        )
     with open(f"{out}/results.md", encoding="utf-8") as fh:
         print(fh.read(), end="")
     for bench, t in result["timing"].items():

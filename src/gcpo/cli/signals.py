@@ -202,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("input: give the JSONL file of groups (--input FILE)")
     try:
         extra = resolve_signal_names(conf.signals or "")
-    except ValueError as exc:
-        raise ConfigError(f"signals: {exc}") from None
+    except ValueError as exc:  # the message already names the field
+        raise ConfigError(str(exc)) from None
     groups, skipped, reasons = read_groups(conf.input, conf.skip_bad_rows)
     for reason in reasons[:5]:
         print(f"gcpo signals: skipped {reason}", file=sys.stderr)

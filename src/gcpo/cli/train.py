@@ -51,16 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config_path(config: str | None, args: argparse.Namespace) -> Any:
-    """The config file: the one named, a recipe by name, else the quickstart (unless the first
-    positional argument was an override)."""
+def _config_path(config: str | None) -> Any:
+    """The config file: the one named, a recipe by name, else the quickstart; ``KEY=VALUE``
+    overrides and flags apply on top of it either way, so ``gcpo train max_steps=1`` and
+    ``gcpo train --max-steps 1`` are the same run."""
     from pathlib import Path
 
     from gcpo.fields import ConfigError
     from gcpo.train.config import QUICKSTART, RECIPES_DIR
 
     if config is None:
-        return None if args.config is not None else QUICKSTART
+        return QUICKSTART
     p = Path(config)
     if p.is_file():
         return p
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             )
         summary = resume_training(args.resume, bound.overrides(args), plugins=args.plugin)
     else:
-        config = bound.load(args, path=_config_path(bound.config_path(args), args))
+        config = bound.load(args, path=_config_path(bound.config_path(args)))
         if args.check:
             from gcpo.train.check import check_training
 

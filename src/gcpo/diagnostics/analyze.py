@@ -38,6 +38,7 @@ from gcpo.diagnostics.columns import (
 from gcpo.diagnostics.items import Item, load_items
 from gcpo.embedders import EmbedderConfig
 from gcpo.fields import ConfigError, coerce, field, to_dict, validate
+from gcpo.tasks.synthetic import SYNTHETIC_TASKS
 
 __all__ = ["AnalyzeConfig", "AnalysisResult", "run_analysis", "write_report"]
 
@@ -63,7 +64,7 @@ class AnalyzeConfig:
         default_factory=dict,
         help="difficulty knobs of a synthetic task, as in gcpo train (e.g. {levels: [1d+, 2d+]})",
     )
-    task: str | None = field(None, help="synthetic task: arithmetic or passage-qa")
+    task: str | None = field(None, help="synthetic task: " + ", ".join(SYNTHETIC_TASKS))
     benchmark: str | None = field(
         None,
         help="benchmark (math500, aime24, olympiadbench; hotpotqa, qasper, narrativeqa scored by "

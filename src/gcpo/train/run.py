@@ -19,12 +19,14 @@ Read top to bottom, one run is::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from typing import Any
 from gcpo.config import dump_yaml
 from gcpo.fields import ConfigError, validate
 from gcpo.io import JsonlReport, atomic_write_text
-from gcpo.plugins import load_plugins
+from gcpo.plugins import PLUGINS_FILE, load_plugins, plugin_spec, run_plugins
 from gcpo.rewards import RewardStats, safe_reward
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
@@ -47,7 +49,6 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.yaml"
-PLUGINS_FILE = "plugins.json"  # the --plugin modules of the run, imported again on resume
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -153,7 +154,13 @@ def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
         kwargs.update({"bf16": False, "use_cpu": True})
     kwargs.update(config.trl)
     try:
-        return GRPOConfig(**kwargs)
+        with warnings.catch_warnings():
+            # TRL 1.16 sets gradient_checkpointing, a name transformers 5 deprecates: nothing
+            # the user can act on, printed before every run and `--check`
+            warnings.filterwarnings(
+                "ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning
+            )
+            return GRPOConfig(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"trl: GRPOConfig rejected the arguments: {exc}") from None
 
@@ -170,8 +177,39 @@ def _callbacks(run_dir: Path) -> list[Any]:
     ]
 
 
+class _UnscorableFilter(logging.Filter):
+    """Drops TRL's per-batch "All reward functions returned None" warning while gcpo train
+    runs: the run counts unscorable completions (reward stats, ``gcpo/unscorable_frac/*``) and
+    reports them once in its summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_unscorable_warning() -> Iterator[None]:
+    """gcpo train's own logging: TRL's unscorable-rewards warning is filtered inside the block
+    only, so ``GCPOTrainer`` used as a library leaves every TRL warning as TRL emits it."""
+    from trl.trainer import grpo_trainer
+
+    target = logging.getLogger(grpo_trainer.__name__)
+    f = _UnscorableFilter()
+    target.addFilter(f)
+    try:
+        yield
+    finally:
+        target.removeFilter(f)
+
+
 def _train(
     config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
+    with quiet_unscorable_warning():
+        return _train_quietly(config, run_dir, checkpoint, callbacks)
+
+
+def _train_quietly(
+    config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any]
 ) -> dict[str, Any]:
     import torch
     from datasets import Dataset
@@ -270,7 +308,7 @@ def _train(
             shutil.rmtree(staged, ignore_errors=True)  # left by a run killed while saving
         trainer.save_model(str(staged))
         tokenizer.save_pretrained(str(staged))
-        trainer.create_model_card(model_name=run_dir.name)  # into the run directory
+        trainer.create_model_card(model_name=run_dir.name, model_path=str(final_dir))
         if trainer.args.should_save and (run_dir / "README.md").is_file():
             shutil.copyfile(run_dir / "README.md", staged / "README.md")
         trainer.accelerator.wait_for_everyone()
@@ -376,11 +414,11 @@ def run_training(
 
 def _record_plugins(run_dir: Path, plugins: Sequence[str]) -> list[str]:
     """Union of the run's recorded ``--plugin`` modules and ``plugins``, written back if it grew."""
-    path = run_dir / PLUGINS_FILE
-    recorded: list[str] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    union = recorded + [p for p in plugins if p not in recorded]
+    recorded = run_plugins(run_dir)
+    given = [plugin_spec(p) for p in plugins]
+    union = recorded + [p for p in given if p not in recorded]
     if union != recorded:
-        atomic_write_text(path, json.dumps(union) + "\n")
+        atomic_write_text(run_dir / PLUGINS_FILE, json.dumps(union) + "\n")
     return union
 
 
@@ -397,6 +435,8 @@ def resume_training(
     The ``--plugin`` modules the run was started with are imported again, with ``plugins``.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume: {str(run_dir)!r} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(
             f"--resume: {str(run_dir)!r} has no {CONFIG_FILE}; not a gcpo run directory"

@@ -1,6 +1,12 @@
 """TRL adapter: :class:`GCPOTrainer`, a drop-in subclass of ``trl.GRPOTrainer`` (TRL 1.16)."""
 
 from gcpo.trl.callbacks import MetricsJsonlCallback
-from gcpo.trl.trainer import GCPO_STATE_FILE, GCPOTrainer, prompt_text
+from gcpo.trl.trainer import GCPO_STATE_FILE, GCPOTrainer, OneGroupPerBatchWarning, prompt_text
 
-__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "MetricsJsonlCallback", "prompt_text"]
+__all__ = [
+    "GCPOTrainer",
+    "GCPO_STATE_FILE",
+    "MetricsJsonlCallback",
+    "OneGroupPerBatchWarning",
+    "prompt_text",
+]

@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -70,11 +71,15 @@ from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, stagin
 from gcpo.trl.monitor import AlignmentMonitor
 from gcpo.weighting import WeightingConfig, WeightingState, active_groups, is_weighted
 
-__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "prompt_text"]
+__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "OneGroupPerBatchWarning", "prompt_text"]
 
 GCPO_STATE_FILE = "gcpo_state.json"
 
 logger = logging.getLogger(__name__)
+
+
+class OneGroupPerBatchWarning(UserWarning):
+    """A weighting that compares groups was given one prompt group per generation batch."""
 
 
 def prompt_text(prompt: Any) -> str:
@@ -178,13 +183,38 @@ class GCPOTrainer(GRPOTrainer):
             "rd_clipped": 0,
             "inert_steps": 0,
         }
-        _quiet_unscorable_warning()
+        self._warn_if_one_group_per_batch()
         # the rank window (presets with rank normalisation), a weight function's dict, or None
         self.gcpo_state: Any = self.scorer.initial_state()
         self.last_scores: tuple[list[str], ScoreResult] | None = None
         self.last_groups: Groups | None = None
         self._gcpo_rewards: torch.Tensor | None = None
         self._gcpo_texts: tuple[list[Any], list[Any]] | None = None
+
+    def _warn_if_one_group_per_batch(self) -> None:
+        """Weights are relative between the groups of one generation batch (renormalised to
+        mean 1): with a single group per batch they are all 1 and this trains plain GRPO, which
+        TRL's defaults (per-device batch 8, ``num_generations`` 8) silently give."""
+        g = self.num_generations or 1
+        args: Any = self.args  # a GRPOConfig; typed as TrainingArguments by transformers
+        groups = args.generation_batch_size // g
+        relative = isinstance(self.scorer, FunctionScorer) or (
+            is_weighted(self.weighting) and self.weighting.renormalize
+        )
+        self.gcpo_counts["one_group_per_batch"] = 0
+        if groups >= 2 or not relative:
+            return
+        self.gcpo_counts["one_group_per_batch"] = 1
+        what = self.weighting_name or getattr(self.scorer, "name", None) or self.weighting.signal
+        warnings.warn(
+            f"GCPOTrainer: each generation batch holds {groups} prompt group (generation_batch_size "
+            f"{args.generation_batch_size} / num_generations {g}), so weighting {what!r} "
+            "renormalises every weight to 1 and this trains as plain GRPO; give it at least 2 "
+            f"groups: per_device_train_batch_size (x processes x steps_per_generation) >= {2 * g}, "
+            "or generation_batch_size",
+            OneGroupPerBatchWarning,
+            stacklevel=3,
+        )
 
     # -- TRL extension points (super() first, then our part) ----------------------------------
 
@@ -283,8 +313,12 @@ class GCPOTrainer(GRPOTrainer):
         model_name: str | None = None,
         dataset_name: str | None = None,
         tags: str | list[str] | None = None,
+        model_path: str | None = None,
     ) -> None:
-        """TRL's model card, naming the base model and the GCPO weighting it was trained with."""
+        """TRL's model card, naming the base model and the GCPO weighting it was trained with.
+
+        ``model_path``: what the card's usage snippet loads (default: the hub repo when pushed,
+        else ``output_dir``); TRL would print ``model="None"`` for a model never pushed."""
         w = self.weighting
         if isinstance(self.scorer, FunctionScorer):
             what = f"the weight function {self.scorer.name!r}"
@@ -301,11 +335,16 @@ class GCPOTrainer(GRPOTrainer):
         extra = ["gcpo", *([self.weighting_name] if self.weighting_name else [])]
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         self._name = f"GRPO with gcpo group weighting ({label}{what})"
+        hub_model_id = self.hub_model_id
         try:
             if self.base_model and config is not None:
                 config._name_or_path = self.base_model
+            if hub_model_id is None:  # the template's usage snippet loads hub_model_id
+                # typed None by transformers, which sets it only when pushing to the hub
+                self.hub_model_id = model_path or self.args.output_dir  # type: ignore[assignment]
             super().create_model_card(model_name, dataset_name, [*tags, *extra])
         finally:
+            self.hub_model_id = hub_model_id
             if config is not None:
                 config._name_or_path = original
 
@@ -579,16 +618,3 @@ class GCPOTrainer(GRPOTrainer):
             return
         self.gcpo_monitor.load_state_dict(state)
 
-
-class _UnscorableFilter(logging.Filter):
-    """Drops TRL's per-batch "All reward functions returned None" warning: the trainer counts
-    unscorable completions (``gcpo_counts``, the reward stats) and reports them once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "All reward functions returned None" not in record.getMessage()
-
-
-def _quiet_unscorable_warning() -> None:
-    target = logging.getLogger(GRPOTrainer.__module__)
-    if not any(isinstance(f, _UnscorableFilter) for f in target.filters):
-        target.addFilter(_UnscorableFilter())
