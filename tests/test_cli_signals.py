@@ -143,8 +143,12 @@ def test_example_with_real_minilm_shows_both_gaps(tmp_path: Path) -> None:
     capital = rows["What is the capital of Australia?"]
     assert capital["se"] == pytest.approx(math.log(4))  # every answer its own cluster
     assert capital["cd"] == min(r["cd"] for r in rows.values())
-    # calibration gap: scattered wrong answers vs a clean right/wrong split
+    # calibration: two clean right/wrong splits (the same RD = 0.5, so the rewards explain the
+    # same), told apart by their disagreement beyond it: the contradiction weighs least
     split = rows["What is 17 * 24?"]
-    scattered = rows["What is the sum of the first 10 odd numbers?"]
-    assert split["u_calibrated"] < scattered["u_calibrated"]
-    assert split["weight"] > scattered["weight"]
+    assert split["rd"] == contra["rd"] == 0.5
+    assert split["u_calibrated"] < contra["u_calibrated"]
+    assert split["weight"] == max(r["weight"] for r in rows.values())
+    assert contra["weight"] == min(r["weight"] for r in rows.values())
+    # inactive groups (RD = 0) are untouched
+    assert para["weight"] == rows["What is 2 + 2?"]["weight"] == 1.0

@@ -170,11 +170,20 @@ def test_packaged_comparisons_load_and_every_run_config_is_valid(path: Path) -> 
     assert c.baseline in c.presets and len(c.seeds) >= 3
     for preset in c.presets:
         t = train_config_for(c, preset, c.seeds[0], "runs/x")
-        assert t.preset == preset and t.seed == c.seeds[0] and t.output_dir == "runs/x"
-        assert (t.weighting.signal == "none") == (preset == "grpo")
+        arm = c.arms.get(preset)
+        assert t.preset == (arm["preset"] if arm else preset)
+        assert t.seed == c.seeds[0] and t.output_dir == "runs/x"
+        for key, value in (arm or {}).get("weighting", {}).items():
+            assert getattr(t.weighting, key) == value  # the arm's change, on top of its preset
+        from gcpo.weighting import is_weighted
+
+        assert (not is_weighted(t.weighting)) == (preset == "grpo")
         assert t.num_eval_prompts > 0  # the comparison's held-out curve needs prompts
     if path.stem == "arithmetic":
         assert t.task == "graded-arithmetic" and t.model == "smollm2-135m-instruct"
+    if path.stem == "dose":  # issue: >= 128 held-out prompts, >= 5 seeds, two gcpo strengths
+        assert t.num_eval_prompts >= 128 and len(c.seeds) >= 5
+        assert {a["weighting"]["alpha"] for a in c.arms.values()} == {0.5, 1.3}
 
 
 def test_unknown_comparison_name() -> None:
