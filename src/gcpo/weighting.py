@@ -239,16 +239,20 @@ class WeightingResult:
 # --------------------------------------------------------------------------------------------
 
 
-def _mid_ranks(values: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-    """Mid-rank percentile of each of ``values`` among the other members of ``pool`` (which
-    contains ``values``): ``(#{v < u} + 0.5 #{v == u, other}) / (#pool - 1)``; 0.5 for a lone
-    value."""
+def _mid_ranks(
+    values: torch.Tensor, pool: torch.Tensor, in_pool: torch.Tensor | float = 1.0
+) -> torch.Tensor:
+    """Mid-rank percentile of each of ``values`` among the other members of ``pool``:
+    ``(#{v < u} + 0.5 #{v == u, other}) / #others``; 0.5 for a lone value. ``in_pool`` (1, or a
+    ``[len(values)]`` 0/1 tensor) says whether each value is itself a member of ``pool``; one
+    that is not is ranked as if it were added."""
     less = (pool.unsqueeze(0) < values.unsqueeze(1)).sum(dim=1).to(torch.float64)
     equal = (pool.unsqueeze(0) == values.unsqueeze(1)).sum(dim=1).to(torch.float64)
-    others = pool.numel() - 1
-    if others <= 0:
-        return torch.full_like(values, 0.5, dtype=torch.float64)
-    return (less + 0.5 * (equal - 1.0)) / others
+    own = torch.as_tensor(in_pool, dtype=torch.float64).expand_as(less)
+    others = pool.numel() - own
+    return torch.where(
+        others > 0, (less + 0.5 * (equal - own)) / others.clamp_min(1), torch.full_like(less, 0.5)
+    )
 
 
 class WeightingState:
@@ -577,17 +581,10 @@ def _active_rank(u: torch.Tensor, rd: torch.Tensor | None, state: WeightingState
         return _mid_ranks(pool_u[len(state.values) :], pool_u)
     keep = ~(torch.isfinite(pool_rd) & (pool_rd <= 0))  # active, or RD unknown (old windows)
     batch = pool_u[len(state.values) :]
-    ref = pool_u[keep]
-    if ref.numel() == 0:
-        return torch.zeros_like(batch)
-    # a batch value that is not in the reference pool (an inactive group) is ranked as if added
-    less = (ref.unsqueeze(0) < batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
-    equal = (ref.unsqueeze(0) == batch.unsqueeze(1)).sum(dim=1).to(torch.float64)
+    if not bool(keep.any()):
+        return torch.zeros_like(batch).to(u.device)
     in_ref = keep[len(state.values) :].to(torch.float64)
-    others = ref.numel() - in_ref
-    return torch.where(
-        others > 0, (less + 0.5 * (equal - in_ref)) / others.clamp_min(1), torch.full_like(batch, 0.5)
-    ).to(u.device)
+    return _mid_ranks(batch, pool_u[keep], in_ref).to(u.device)
 
 
 def modulate(calibrated: torch.Tensor, config: WeightingConfig) -> torch.Tensor:
