@@ -153,6 +153,10 @@ def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> Non
         ({"seeds": [0, 0]}, "seeds"),
         ({"train": {"seed": 3}}, "train.seed"),
         ({"train": {"weighting": {"alpha": 2}}}, "train.weighting"),
+        ({"preset_seeds": {"gcpo-bot": [0]}}, "preset_seeds.gcpo-bot"),
+        ({"preset_seeds": {"gcpo": [0, 7]}}, "preset_seeds.gcpo"),
+        ({"preset_seeds": {"gcpo": []}}, "preset_seeds.gcpo"),
+        ({"preset_seeds": {"grpo": [0]}}, "baseline runs on every seed"),
     ],
 )
 def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:
@@ -184,6 +188,28 @@ def test_packaged_comparisons_load_and_every_run_config_is_valid(path: Path) -> 
     if path.stem == "dose":  # issue: >= 128 held-out prompts, >= 5 seeds, two gcpo strengths
         assert t.num_eval_prompts >= 128 and len(c.seeds) >= 5
         assert {a["weighting"]["alpha"] for a in c.arms.values()} == {0.5, 1.3}
+
+
+def test_preset_seeds_plan_fewer_runs_and_the_table_counts_them(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    c = CompareConfig(
+        presets=["grpo", "gcpo", "seed-grpo"],
+        seeds=[0, 1, 2],
+        preset_seeds={"seed-grpo": [2, 0]},
+        results=str(results),
+        runs=str(tmp_path / "runs"),
+    )
+    # seed-major, and seed-grpo only on its seeds (in the order of 'seeds')
+    assert [s.name for s in plan_runs(c)] == [
+        "grpo-s0", "gcpo-s0", "seed-grpo-s0", "grpo-s1", "gcpo-s1", "grpo-s2", "gcpo-s2",
+        "seed-grpo-s2",
+    ]
+    for preset, seed, v in [("grpo", 0, 0.4), ("grpo", 2, 0.5), ("seed-grpo", 0, 0.6)]:
+        _write_summary(results, preset, seed, final_accuracy=v, area=v)
+    rows = {r["preset"]: r for r in table_rows(c)}
+    assert (rows["seed-grpo"]["seeds_done"], rows["seed-grpo"]["seeds"]) == (1, 2)
+    assert rows["grpo"]["seeds"] == 3
+    assert rows["seed-grpo"]["final_diff_mean"] == pytest.approx(0.2)
 
 
 def test_unknown_comparison_name() -> None:

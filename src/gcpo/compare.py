@@ -105,6 +105,11 @@ class CompareConfig:
         "name: {gcpo-a0.5: {preset: gcpo, weighting: {alpha: 0.5}}}",
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], help="training seeds")
+    preset_seeds: dict[str, list[int]] = field(
+        default_factory=dict,
+        help="presets trained on only some of 'seeds' when the budget cannot hold every preset "
+        "at every seed: {mgpo: [0, 1]}; the table shows each preset's seed count",
+    )
     baseline: str = field("grpo", help="preset the paired differences are taken against")
     eval_every: int = field(5, help="score the held-out set every this many steps", min=1)
     heldout_seed: int = field(
@@ -174,6 +179,26 @@ class CompareConfig:
                 raise ConfigError("seeds: give at least one seed")
             if len(set(self.seeds)) != len(self.seeds):
                 raise ConfigError(f"seeds: listed twice in {self.seeds}")
+            if isinstance(self.preset_seeds, dict) and isinstance(self.presets, list):
+                for preset, some in self.preset_seeds.items():
+                    if preset not in self.presets:
+                        raise ConfigError(
+                            f"preset_seeds.{preset}: is not among presets {self.presets}"
+                        )
+                    if (
+                        not isinstance(some, list)
+                        or not some
+                        or any(s not in self.seeds for s in some)
+                    ):
+                        raise ConfigError(
+                            f"preset_seeds.{preset}: expected a non-empty subset of seeds "
+                            f"{self.seeds}, got {some!r}"
+                        )
+                    if preset == self.baseline:
+                        raise ConfigError(
+                            f"preset_seeds.{preset}: the baseline runs on every seed (the paired "
+                            "differences need it)"
+                        )
         if isinstance(self.train, dict):
             fixed = sorted(set(self.train) & {*_PER_RUN, "weighting"})
             if fixed:
@@ -220,6 +245,12 @@ def _train_config_path(name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     raise ConfigError(f"train_config: {name!r} is neither a file nor a recipe in {RECIPES_DIR}")
+
+
+def seeds_of(c: CompareConfig, preset: str) -> list[int]:
+    """The seeds ``preset`` is trained on: ``preset_seeds[preset]`` if given, else ``seeds``."""
+    some = c.preset_seeds.get(preset)
+    return [s for s in c.seeds if some is None or s in some]
 
 
 def run_name(preset: str, seed: int) -> str:
@@ -335,6 +366,8 @@ def plan_runs(c: CompareConfig) -> list[RunStatus]:
     out = []
     for seed in c.seeds:
         for preset in c.presets:
+            if seed not in seeds_of(c, preset):
+                continue
             name = run_name(preset, seed)
             res = Path(c.results) / "runs" / name
             heavy = Path(c.runs) / name
@@ -597,7 +630,11 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
         done = {s: run for s in c.seeds if (run := runs[preset, s]) is not None}
         finals = [r["final_accuracy"] for r in done.values() if r["final_accuracy"] is not None]
         areas = [r["area"] for r in done.values() if r["area"] is not None]
-        row: dict[str, Any] = {"preset": preset, "seeds_done": len(done), "seeds": len(c.seeds)}
+        row: dict[str, Any] = {
+            "preset": preset,
+            "seeds_done": len(done),
+            "seeds": len(seeds_of(c, preset)),
+        }
         row["final_mean"] = _mean(finals)
         row["final_ci_low"], row["final_ci_high"] = t_interval(finals)
         row["area_mean"] = _mean(areas)
