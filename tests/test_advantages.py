@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gcpo.advantages import gcpo_advantages, grpo_advantages
+from gcpo.advantages import gcpo_advantages, grpo_advantages, weight_advantages
 
 
 def _trl_advantage_block() -> str:
@@ -121,6 +121,25 @@ def test_gcpo_advantages_scale_each_group() -> None:
         out = gcpo_advantages(r, w, scale=scale)
         assert torch.allclose(out, w.unsqueeze(1) * grpo_advantages(r, scale=scale))
     assert torch.equal(gcpo_advantages(r, torch.ones(4)), grpo_advantages(r))
+
+
+def test_weight_advantages_per_completion_and_per_token_layouts_agree() -> None:
+    # the layouts the trainers hand it: TRL [N] per completion, verl [N, T] per token
+    gen = torch.Generator().manual_seed(3)
+    r = torch.rand(3, 4, generator=gen)
+    w = torch.tensor([0.25, 1.0, 1.75], dtype=torch.float64)
+    grouped = gcpo_advantages(r, w)
+    flat = weight_advantages(grpo_advantages(r).reshape(-1), w.repeat_interleave(4))
+    assert torch.equal(flat, grouped.reshape(-1))
+    per_token = grpo_advantages(r).reshape(-1, 1).expand(-1, 5).to(torch.bfloat16)
+    out = weight_advantages(per_token, w.repeat_interleave(4))
+    assert out.dtype == torch.bfloat16 and out.shape == (12, 5)
+    assert torch.equal(out[:, 0], out[:, 4])  # one weight per row, every token alike
+    assert torch.equal(out[:, 0], (per_token[:, 0] * w.repeat_interleave(4).to(torch.bfloat16)))
+    with pytest.raises(ValueError, match="weights: must be >= 0"):
+        weight_advantages(per_token, -w.repeat_interleave(4))
+    with pytest.raises(ValueError, match=r"weights: expected shape \(12,\)"):
+        weight_advantages(per_token, w)
 
 
 def test_bad_input() -> None:

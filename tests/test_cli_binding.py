@@ -95,7 +95,7 @@ def test_every_subcommand_derives_a_flag_from_every_field(
     out = capsys.readouterr().out
     cls = _binding(command).cls
     for f in dataclasses.fields(cls):
-        if f.name in ("weighting", "trl", "task_options", "arms"):
+        if f.name in ("weighting", "trl", "task_options", "arms", "preset_seeds"):
             continue  # mappings / the weighting: KEY=VALUE (weighting.alpha=0.5)
         flag = "--" + ("no-" if f.default is True else "") + f.name.replace("_", "-")
         assert flag in out, (command, flag)

@@ -96,3 +96,94 @@ def test_help_lines_cover_every_leaf_field() -> None:
     names = [line.split(" ", 1)[0] for line in lines]
     assert names == ["name", "steps", "flag", "tags", "kind", "limit", "inner.alpha", "inner.mode"]
     assert any("one of linear, exp" in line for line in lines)
+
+
+# -- presets: resolved in one place ---------------------------------------------------------
+
+
+def test_preset_merges_overrides_and_names_bad_input() -> None:
+    from gcpo.presets import available_presets, check_preset, preset
+    from gcpo.weighting import WeightingConfig
+
+    assert {"grpo", "gcpo", "gcpo-bot", "seed-grpo", "oracle"} <= set(available_presets())
+    bot = preset("gcpo-bot", {"alpha": 0.5})
+    assert (bot.signal, bot.alpha) == ("barycentric_transport", 0.5)
+    given = WeightingConfig(signal="semantic_entropy")
+    assert preset("gcpo", given) is given  # a config given whole replaces the preset
+    with pytest.raises(ConfigError, match="preset: got 'gpro', allowed: .*grpo"):
+        preset("gpro")
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.preset: got 'x'"):
+        check_preset("x", "trainer.v1.gcpo.preset")
+    with pytest.raises(ConfigError, match="trainer.v1.gcpo.weighting.alpha"):
+        preset("gcpo", {"alpha": -1}, where="trainer.v1.gcpo.weighting.")
+    with pytest.raises(ConfigError, match="weighting: expected a mapping"):
+        preset("gcpo", ["alpha"])  # type: ignore[arg-type]
+
+
+def test_every_entry_point_resolves_a_preset_through_presets_preset(monkeypatch) -> None:
+    import gcpo.presets as presets
+    from gcpo.cli.signals import SignalsConfig
+    from gcpo.train.config import TrainConfig, load_train_config
+    from gcpo.verl.step import VerlGCPOConfig, weighting_for
+
+    calls: list[str] = []
+    real = presets._values.__wrapped__
+
+    def counted(name: str):  # the uncached file read, counted
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(presets, "_values", counted)
+    t = load_train_config(None, ["weighting.alpha=0.5"], preset_name="gcpo-bot")
+    assert (t.weighting.signal, t.weighting.alpha) == ("barycentric_transport", 0.5)
+    assert calls == ["gcpo-bot"]  # once: TrainConfig.__post_init__ does not resolve again
+    assert TrainConfig(preset="grpo").weighting.alpha == 0.0  # built in Python
+    assert load(SignalsConfig, values={"preset": "seed-grpo"}).weighting.signal == "semantic_entropy"
+    w = weighting_for(VerlGCPOConfig(preset="gcpo", weighting={"alpha": 0.25}))
+    assert w.alpha == 0.25
+    assert calls == ["gcpo-bot", "grpo", "seed-grpo", "gcpo"]
+
+
+def test_weighting_config_defaults_are_the_gcpo_preset() -> None:
+    # WeightingConfig's field defaults must exist (a bare WeightingConfig(signal=...) must
+    # weigh, never silently train GRPO); the gcpo preset file is what gcpo means, and the two
+    # may not drift apart
+    from gcpo.presets import preset
+    from gcpo.weighting import WeightingConfig
+
+    assert preset("gcpo") == WeightingConfig()
+
+
+def test_help_lists_what_the_registries_hold_plugins_included(capsys) -> None:
+    from gcpo.cli import main
+    from gcpo.signals import SIGNALS, register_signal
+
+    @register_signal("help_probe_signal", needs=("rewards",), bound=1.0, description="probe")
+    def _probe(rewards, mask):  # pragma: no cover - never called
+        return rewards.mean(1)
+
+    try:
+        with pytest.raises(SystemExit):
+            main(["train", "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "help_probe_signal" in out and "gcpo-bot" in out and "oracle" in out
+    finally:
+        SIGNALS.pop("help_probe_signal")
+
+
+def test_help_lists_a_plugin_named_on_the_command_line(tmp_path, capsys) -> None:
+    from gcpo.cli import main
+    from gcpo.signals import SIGNALS
+
+    plugin = tmp_path / "help_plugin.py"
+    plugin.write_text(
+        "from gcpo.signals import register_signal\n"
+        "@register_signal('help_file_signal', needs=('rewards',), bound=1.0, description='x')\n"
+        "def f(rewards, mask):\n    return rewards.mean(1)\n"
+    )
+    try:
+        with pytest.raises(SystemExit):
+            main(["signals", "--plugin", str(plugin), "--help"])
+        assert "help_file_signal" in " ".join(capsys.readouterr().out.split())
+    finally:
+        SIGNALS.pop("help_file_signal", None)

@@ -45,7 +45,7 @@ def test_registered_signal_is_scored_by_name(plugin) -> None:  # type: ignore[no
         [[1, 1, 0], [1, 1, 1]],
         answers=[["4", "4", "5"], ["4", "4", "4"]],
     )
-    config = preset("gcpo", signal="answer_spread", normalization="bound", calibration="product")
+    config = preset("gcpo", {"signal": "answer_spread", "normalization": "bound", "calibration": "product"})
     assert isinstance(config, WeightingConfig) and config.signal == "answer_spread"
     scorer = GroupScorer(config, "hashing")
     result = scorer.score(groups)

@@ -64,7 +64,7 @@ def test_every_yaml_preset_round_trips_through_from_dict(name: str) -> None:
 
 
 def test_unknown_preset_lists_the_available_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown name 'gcpo2'; available: .*gcpo-bot.*seed-grpo"):
+    with pytest.raises(ValueError, match=r"preset: got 'gcpo2', allowed: .*gcpo-bot.*seed-grpo"):
         preset("gcpo2")
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "SCALES",
     "grpo_advantages",
     "gcpo_advantages",
+    "weight_advantages",
 ]
 
 SCALES = ("group", "batch", "none")
@@ -92,6 +93,31 @@ def grpo_advantages(
     return adv.view(bsz, g)
 
 
+def weight_advantages(advantages: Any, weights: Any) -> torch.Tensor:
+    """The GCPO step: each row of ``advantages`` scaled by its weight, ``A^ = w * A``.
+
+    The one definition both trainers apply to the advantages their framework computed (TRL:
+    ``[N]``, one per completion; verl: ``[N, T]``, one per token) and :func:`gcpo_advantages`
+    applies to :func:`grpo_advantages` (``[B, G]`` with one weight per group).
+
+    Args:
+        advantages: ``[N, ...]`` float tensor.
+        weights: ``[N]``, one weight per row (a completion's group weight; finite, ``>= 0``).
+
+    Returns:
+        ``advantages * weights`` broadcast over the trailing dims, in the dtype and on the
+        device of ``advantages``.
+    """
+    adv = advantages if isinstance(advantages, torch.Tensor) else torch.as_tensor(advantages)
+    w = float_tensor(weights, "weights", 1).to(device=adv.device)
+    if adv.dim() < 1 or w.shape[0] != adv.shape[0]:
+        rows = adv.shape[0] if adv.dim() else 0
+        raise ValueError(f"weights: expected shape ({rows},), got {shape_of(w)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"weights: must be >= 0, got minimum {w.min().item()}")
+    return adv * w.to(adv.dtype).reshape(-1, *([1] * (adv.dim() - 1)))
+
+
 def gcpo_advantages(
     rewards: Any,
     weights: Any,
@@ -99,7 +125,8 @@ def gcpo_advantages(
     eps: float = 1e-4,
     mask: Any | None = None,
 ) -> torch.Tensor:
-    """GCPO advantages: ``A^[b, i] = weights[b] * A_grpo[b, i]``.
+    """GCPO advantages: ``A^[b, i] = weights[b] * A_grpo[b, i]`` (:func:`weight_advantages` of
+    :func:`grpo_advantages`).
 
     Args:
         rewards: ``[B, G]`` float.
@@ -110,10 +137,4 @@ def gcpo_advantages(
     Returns:
         ``[B, G]`` advantages; masked entries are 0.
     """
-    adv = grpo_advantages(rewards, scale=scale, eps=eps, mask=mask)
-    w = float_tensor(weights, "weights", 1).to(device=adv.device)
-    if w.shape[0] != adv.shape[0]:
-        raise ValueError(f"weights: expected shape ({adv.shape[0]},), got {shape_of(w)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"weights: must be >= 0, got minimum {w.min().item()}")
-    return adv * w.to(adv.dtype).unsqueeze(1)
+    return weight_advantages(grpo_advantages(rewards, scale=scale, eps=eps, mask=mask), weights)

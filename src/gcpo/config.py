@@ -1,12 +1,11 @@
-"""Config files: YAML <-> typed dataclasses, ``key=value`` overrides, presets merged in.
+"""Config files: YAML <-> typed dataclasses, ``key=value`` overrides.
 
 The typed fields themselves (help, choices, ranges, validation, ``from_dict`` / ``to_dict``) are
 :mod:`gcpo.fields`, free of YAML and files so the core can use them. This module adds what reads
 and writes files: a YAML file maps one-to-one onto a config dataclass's fields (torchtune
-style), ``KEY=VALUE`` overrides are parsed as YAML, and a config with a ``preset`` name and a
-``weighting`` field gets the named preset's weighting updated with the given fields
-(:func:`preset_weighting`, hooked into :func:`gcpo.fields.from_dict` by
-``config_prepare = staticmethod(merge_preset)``).
+style), ``KEY=VALUE`` overrides are parsed as YAML. (A config with a ``preset`` name and a
+``weighting`` field gets the named preset's weighting from :func:`gcpo.presets.merge_preset`,
+its ``config_prepare`` hook.)
 
 :func:`load` builds a config from its layers in one order for every entry point: YAML file,
 ``preset`` (a command-line ``--preset``), ``KEY=VALUE`` overrides, then typed values (flags).
@@ -16,7 +15,6 @@ Errors are :class:`gcpo.fields.ConfigError`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,50 +29,8 @@ __all__ = [
     "load",
     "read_yaml",
     "apply_overrides",
-    "preset_weighting",
-    "merge_preset",
     "dump_yaml",
 ]
-
-
-def preset_weighting(name: Any, weighting: Any = None) -> Any:
-    """The weighting of a config: preset ``name``'s fields, updated with ``weighting``.
-
-    ``weighting`` may be None (the preset as it is), a mapping of WeightingConfig fields (they
-    override the preset's), or a WeightingConfig (returned as it is). This is the one place a
-    preset and its overrides are merged (``gcpo train``, ``gcpo signals``, Python configs).
-    """
-    from gcpo.presets import available_presets, preset
-    from gcpo.weighting import WeightingConfig
-
-    names = available_presets()
-    if not isinstance(name, str) or name not in names:
-        raise ConfigError(f"preset: got {name!r}, allowed: {', '.join(names)}")
-    if isinstance(weighting, WeightingConfig):
-        return weighting
-    if weighting is None:
-        weighting = {}
-    if not isinstance(weighting, Mapping):
-        raise ConfigError(
-            f"weighting: expected a mapping of WeightingConfig fields, got {weighting!r}"
-        )
-    data = to_dict(preset(name))
-    data.update(weighting)
-    try:
-        return from_dict(WeightingConfig, data, prefix="weighting.")
-    except ConfigError:
-        raise
-    except ValueError as exc:  # WeightingConfig.__post_init__ cross-field checks
-        raise ConfigError(f"weighting: {exc}") from None
-
-
-def merge_preset(cls: type, data: dict[str, Any]) -> None:
-    """``config_prepare`` hook of a config with ``preset`` and ``weighting`` fields: replaces
-    ``data["weighting"]`` by :func:`preset_weighting` of ``data["preset"]`` (else the field's
-    default), before :func:`gcpo.fields.from_dict` converts the values."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    name = data.get("preset", defaults["preset"])
-    data["weighting"] = preset_weighting(name, data.get("weighting"))
 
 
 def apply_overrides(

@@ -31,7 +31,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,13 +65,18 @@ def field(
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
     tags: Sequence[str] = (),
+    names: Callable[[], Sequence[str]] | None = None,
 ) -> Any:
     """A dataclass field with help text and optional allowed values / numeric range.
 
     ``tags`` mark fields for a consumer (see :func:`tagged_fields`), e.g. the train config's
-    fields that are passed to TRL's ``GRPOConfig`` under the same name.
+    fields that are passed to TRL's ``GRPOConfig`` under the same name. ``names`` returns the
+    names a registry holds now (signals, presets, plugins included): ``--help`` lists them
+    when it is printed, instead of a copy in the help text that drifts.
     """
     meta: dict[str, Any] = {"help": help}
+    if names is not None:
+        meta["names"] = names
     if tags:
         meta["tags"] = tuple(tags)
     if choices is not None:

@@ -50,6 +50,7 @@ from gcpo.validation import (
 __all__ = [
     "NEEDS",
     "SIGNALS",
+    "signal_names",
     "SignalSpec",
     "register_signal",
     "get_signal",
@@ -210,8 +211,12 @@ def get_signal(name: str) -> SignalSpec:
     for spec in SIGNALS.values():
         if spec.alias == name:
             return spec
-    allowed = ", ".join(f"{s.alias} ({s.name})" if s.alias != s.name else s.name for s in SIGNALS.values())
-    raise ValueError(f"signal: unknown name {name!r}; registered: {allowed}")
+    raise ValueError(f"signal: unknown name {name!r}; registered: {', '.join(signal_names())}")
+
+
+def signal_names() -> list[str]:
+    """The registered signals as ``alias (name)`` (or ``name``), plugins included."""
+    return [f"{s.alias} ({s.name})" if s.alias != s.name else s.name for s in SIGNALS.values()]
 
 
 def _log_group_size(group_size: Any, rd_max: float) -> Any:

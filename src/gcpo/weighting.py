@@ -39,7 +39,7 @@ import torch
 
 from gcpo.fields import ConfigError, field, validate
 from gcpo.peers import DGPO_SCALES, RULES, get_rule
-from gcpo.signals import SIGNALS, get_signal
+from gcpo.signals import SIGNALS, get_signal, signal_names
 from gcpo.validation import as_tensor, float_tensor, shape_of
 
 __all__ = [
@@ -66,14 +66,15 @@ class WeightingConfig:
     rule: str = field(
         "uncertainty",
         help="where the weight comes from: 'uncertainty' (the signal below, normalised, calibrated "
-        "and modulated: gcpo, seed-grpo) or a peer weighting registered in gcpo.peers.RULES that "
-        "weights from the rewards alone (learnability, mgpo, dgpo; set signal: none)",
+        "and modulated: gcpo, seed-grpo) or a peer weighting of gcpo.peers.RULES that weights "
+        "from the rewards alone (set signal: none)",
+        names=lambda: ["uncertainty", *RULES],
     )
     signal: str = field(
         "cosine_dispersion",
-        help="uncertainty signal: a name registered in gcpo.signals.SIGNALS (semantic_entropy, "
-        "cosine_dispersion, barycentric_transport, reward_dispersion, eigenscore, token_entropy, "
-        "negative_log_likelihood) or 'none' (weight 1 = plain GRPO)",
+        help="uncertainty signal: a name or alias of gcpo.signals.SIGNALS, or 'none' (weight 1 = "
+        "plain GRPO)",
+        names=signal_names,
     )
     se_clusterer: str = field(
         "answer",

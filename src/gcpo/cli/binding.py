@@ -135,7 +135,10 @@ class Binding:
             names = [flag, *self.aliases.get(path, ())]
             if f is None:  # an extra flag for a nested field
                 nested = self._nested_field(path)
-                text = f"{nested.metadata.get('help', path)} (sets {path}; default: "
+                text = f"{nested.metadata.get('help', path)}"
+                if "names" in nested.metadata:
+                    text += f"; registered: {', '.join(nested.metadata['names']())}"
+                text += f" (sets {path}; default: "
                 text += f"{_default_text(nested)})"
                 metavar = path.rsplit(".", 1)[-1].upper()
                 target.add_argument(
@@ -158,6 +161,8 @@ class Binding:
                 default = _default_text(f)
                 if "choices" in f.metadata:
                     text += f"; one of {', '.join(map(str, f.metadata['choices']))}"
+                if "names" in f.metadata:  # a registry: what it holds now, plugins included
+                    text += f"; registered: {', '.join(f.metadata['names']())}"
                 if f.name == "preset":
                     text += "; replaces the config file's preset and drops its weighting fields"
             metavar = path.rsplit(".", 1)[-1].upper()

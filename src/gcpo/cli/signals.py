@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gcpo import config as cfg
 from gcpo.embedders import EmbedderConfig
 from gcpo.fields import ConfigError, coerce, field
+from gcpo.presets import available_presets, merge_preset, preset
+from gcpo.signals import signal_names
 from gcpo.weighting import WeightingConfig
 
 HELP = "score JSONL prompt groups: signals (SE, CD, BoT, RD, ...), calibrated uncertainty, weights"
@@ -46,17 +47,16 @@ class SignalsConfig:
     """Everything ``gcpo signals`` needs."""
 
     input: str = field("", help="JSONL of groups: prompt, completions, rewards, ...")
-    preset: str = field(
-        "gcpo", help="weighting preset: grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot"
-    )
+    preset: str = field("gcpo", help="weighting preset", names=available_presets)
     weighting: WeightingConfig = field(
         None, help="weighting fields over the preset's (WeightingConfig; alpha=... is short for "
         "weighting.alpha=...)",
     )  # fmt: skip
     signals: str = field(
         DEFAULT_SIGNALS,
-        help="comma-separated signals to report besides the preset's own and rd: se, cd, bot, "
-        "eig, te, nll or full names ('' for none)",
+        help="comma-separated signals (aliases or names) to report besides the preset's own and "
+        "rd ('' for none)",
+        names=signal_names,
     )
     output: str = field("", help="write per-group results to this .jsonl or .csv file")
     embedder: EmbedderConfig = field(
@@ -69,15 +69,16 @@ class SignalsConfig:
     )
     quiet: bool = field(False, help="do not print the table")
 
-    config_prepare = staticmethod(cfg.merge_preset)
+    config_prepare = staticmethod(merge_preset)
     # every WeightingConfig field may be given bare (alpha=0.5), as before SignalsConfig existed
     config_aliases: ClassVar[dict[str, str]] = {
         f.name: f"weighting.{f.name}" for f in dataclasses.fields(WeightingConfig)
     }
 
     def __post_init__(self) -> None:
-        # the preset's weighting unless one is given; a mapping overrides the preset's fields
-        self.weighting = cfg.preset_weighting(self.preset, self.weighting)
+        # built in Python (not from a file): the preset's weighting unless one is given whole;
+        # a mapping overrides the preset's fields (from a file, merge_preset did it already)
+        self.weighting = preset(self.preset, self.weighting)
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         if self.output and Path(self.output).suffix.lower() not in (".jsonl", ".csv"):
             raise ConfigError(

@@ -126,13 +126,11 @@ class AnalyzeConfig:
     progress: bool = field(True, help="show a progress bar")
 
     def __post_init__(self) -> None:
-        from gcpo.presets import available_presets
+        from gcpo.presets import check_preset
 
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
-        allowed = available_presets()
-        unknown = [p for p in self.presets if p not in allowed]
-        if unknown:
-            raise ConfigError(f"presets: unknown {unknown[0]!r}; allowed: {', '.join(allowed)}")
+        for name in self.presets:
+            check_preset(name, "presets")
 
 
 # Fields that must match for a rerun to resume into an existing output directory.

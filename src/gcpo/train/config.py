@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gcpo import config as cfg
+from gcpo.config import load
 from gcpo.embedders import EmbedderConfig
 from gcpo.fields import ConfigError, coerce, field, tagged_fields
 from gcpo.gradients import GradientConfig
+from gcpo.presets import available_presets, merge_preset, preset
+from gcpo.signals import signal_names
 from gcpo.tasks.registry import reward_names, synthetic_task_names
 from gcpo.weighting import WeightingConfig
 
@@ -44,8 +46,9 @@ class TrainConfig:
     )
     preset: str = field(
         "gcpo",
-        help="weighting preset (grpo, seed-grpo, seed-grpo-strong, gcpo, gcpo-bot); the "
-        "'weighting' fields override it",
+        help="weighting preset (a file of gcpo/configs/presets); the 'weighting' fields "
+        "override it",
+        names=available_presets,
     )
     weighting: WeightingConfig = field(
         None,
@@ -59,6 +62,7 @@ class TrainConfig:
     extra_signals: list[str] = field(
         default_factory=list,
         help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
+        names=signal_names,
     )
     monitor_every: int = field(
         0,
@@ -210,11 +214,12 @@ class TrainConfig:
     # raw keys that are not fields: the flat embedder setting of configs written before
     # EmbedderConfig was nested (run directories' config.yaml must stay loadable)
     config_aliases: ClassVar[dict[str, str]] = {"embedder_batch_size": "embedder.batch_size"}
-    config_prepare = staticmethod(cfg.merge_preset)
+    config_prepare = staticmethod(merge_preset)
 
     def __post_init__(self) -> None:
-        # the preset's weighting unless one is given; a mapping overrides the preset's fields
-        self.weighting = cfg.preset_weighting(self.preset, self.weighting)
+        # built in Python (not from a file): the preset's weighting unless one is given whole;
+        # a mapping overrides the preset's fields (from a file, merge_preset did it already)
+        self.weighting = preset(self.preset, self.weighting)
         self.embedder = coerce(self.embedder, EmbedderConfig, "embedder")  # a name or mapping too
         self.gradients = coerce(self.gradients, GradientConfig, "gradients")
         every, steps = self.monitor_every, self.max_steps
@@ -263,4 +268,4 @@ def load_train_config(
     *and* drops its weighting overrides, so ``--preset grpo`` really means GRPO), then
     ``overrides``.
     """
-    return cfg.load(TrainConfig, path, overrides, preset=preset_name)
+    return load(TrainConfig, path, overrides, preset=preset_name)

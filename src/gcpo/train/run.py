@@ -287,8 +287,8 @@ def _train_quietly(
         gradients=config.gradients,
         monitor_every=config.monitor_every,
         monitor_window=config.monitor_window,
+        weighting_name=config.preset,
     )
-    trainer.weighting_name = config.preset
     trainer.remove_callback(ProgressCallback)  # prints every log dict; ours shows a postfix
     trainer.add_callback(CompactProgressCallback())
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -58,6 +58,7 @@ from accelerate.utils import gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
+from gcpo.advantages import weight_advantages
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.gradients import GradientConfig, GradientProbe, unpadded_sequences
 from gcpo.io import atomic_write_text
@@ -121,6 +122,8 @@ class GCPOTrainer(GRPOTrainer):
             see :mod:`gcpo.trl.monitor`).
         monitor_window: the monitor's rho is over the last this many measured groups (saved in
             checkpoints).
+        weighting_name: the preset's name in logs and warnings when ``weighting`` is a
+            WeightingConfig built from one (``gcpo train`` passes its ``preset``).
 
     After each generation batch ``self.last_groups`` (the gathered :class:`~gcpo.scoring.Groups`)
     and ``self.last_scores`` (``(group_prompts, ScoreResult)``) describe the full batch; they
@@ -139,9 +142,10 @@ class GCPOTrainer(GRPOTrainer):
         gradients: GradientConfig | dict[str, Any] | None = None,
         monitor_every: int = 0,
         monitor_window: int = 256,
+        weighting_name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self.weighting_name = weighting if isinstance(weighting, str) else None
+        self.weighting_name = weighting_name or (weighting if isinstance(weighting, str) else None)
         self.base_model = base_model
         self._init_gradients(gradients, monitor_every, monitor_window)  # checked before TRL's init
         if scorer is None:
@@ -241,9 +245,7 @@ class GCPOTrainer(GRPOTrainer):
                 "this TRL version is not supported (pin trl>=1.16,<1.17)"
             )
         weights_local, weights_global = self._group_weights(output)
-        output["advantages"] = output["advantages"] * weights_local.to(
-            output["advantages"].device, output["advantages"].dtype
-        )
+        output["advantages"] = weight_advantages(output["advantages"], weights_local)
         self._log_applied_advantages(weights_global)
         return output
 

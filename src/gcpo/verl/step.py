@@ -35,7 +35,7 @@ from gcpo import fields as cfg  # the typed fields (field, validate, from_dict, 
 from gcpo.embedders import Embedder, EmbedderConfig, StaticEmbedder, get_embedder
 from gcpo.fields import ConfigError
 from gcpo.metrics import score_metrics
-from gcpo.presets import available_presets, preset
+from gcpo.presets import available_presets, check_preset, preset
 from gcpo.scoring import Groups, GroupScorer, resolve_signal_names
 from gcpo.signals import get_signal
 from gcpo.verl.decode import ByteLevelDecoder
@@ -52,8 +52,8 @@ class VerlGCPOConfig:
 
     preset: str = cfg.field(
         "gcpo",
-        help=f"weighting preset: {', '.join(available_presets())}; the 'weighting' fields "
-        "override it",
+        help="weighting preset; the 'weighting' fields override it",
+        names=available_presets,
     )
     weighting: dict[str, Any] = cfg.field(
         default_factory=dict,
@@ -85,12 +85,8 @@ class VerlGCPOConfig:
 
 def weighting_for(settings: VerlGCPOConfig) -> WeightingConfig:
     """The :class:`WeightingConfig` of ``settings``: its preset with the field overrides."""
-    try:
-        base = cfg.to_dict(preset(settings.preset))
-    except ValueError as exc:
-        raise ConfigError(f"trainer.v1.gcpo.preset: {exc}") from None
-    base.update(settings.weighting)
-    return cfg.from_dict(WeightingConfig, base, prefix="trainer.v1.gcpo.weighting.")
+    check_preset(settings.preset, "trainer.v1.gcpo.preset")
+    return preset(settings.preset, settings.weighting, where="trainer.v1.gcpo.weighting.")
 
 
 @dataclass

@@ -44,6 +44,7 @@ from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from gcpo.advantages import weight_advantages
 from gcpo.fields import ConfigError, from_dict
 from gcpo.verl.step import GCPOAdvantageStep, PackedIds, VerlGCPOConfig
 
@@ -149,12 +150,12 @@ class _Call:
                 for u, tag in zip(uids, self.tags, strict=True)
             ],
             dtype=data.batch["advantages"].dtype,
-        ).unsqueeze(-1)
+        )
         same = data.batch["returns"] is data.batch["advantages"]
-        weighted = data.batch["advantages"] * w
+        weighted = weight_advantages(data.batch["advantages"], w)
         data.batch["advantages"] = weighted
         # verl's GRPO sets returns = advantages (its metrics log both); keep that true
-        data.batch["returns"] = weighted if same else data.batch["returns"] * w
+        data.batch["returns"] = weighted if same else weight_advantages(data.batch["returns"], w)
         self.applied = True
         self.metrics = dict(result.metrics)
         self.metrics["timing_s/gcpo"] = time.perf_counter() - t0
