@@ -412,3 +412,22 @@ def test_all_zero_active_weights_fall_back_to_one_and_say_so() -> None:
     # without renormalisation nothing is rescaled and nothing falls back
     raw = group_weights_detailed(u, rd, WeightingConfig(**{**fields.to_dict(config), "renormalize": False}))
     assert raw.weights[:2].tolist() == [0.0, 0.0] and not raw.fallback
+
+
+def test_public_normalize_ranks_by_the_same_rule_as_group_weights() -> None:
+    # one rank rule: given the groups' RD, normalize() ranks among the active pool, exactly as
+    # group_weights does; without RD, among every group of the pool
+    from gcpo.weighting import normalize
+
+    gen = torch.Generator().manual_seed(5)
+    config = WeightingConfig(calibration="none", renormalize=False)
+    a, b = initial_state(config), initial_state(config)
+    for _ in range(3):
+        u = torch.rand(6, generator=gen, dtype=torch.float64)
+        rd = torch.rand(6, generator=gen, dtype=torch.float64) * (torch.rand(6, generator=gen) > 0.4)
+        via_weights = group_weights_detailed(u, rd, config, a).normalized
+        assert torch.equal(normalize(u, config, b, reward_dispersion=rd), via_weights)
+    assert a.values == b.values and a.rds == b.rds
+    plain = initial_state(config)
+    u = torch.tensor([0.1, 0.9, 0.5], dtype=torch.float64)
+    assert normalize(u, config, plain).tolist() == pytest.approx([0.0, 1.0, 0.5])

@@ -314,13 +314,16 @@ class WeightingState:
         pool_rd = torch.cat([torch.tensor(self.rds, dtype=torch.float64), rdb])
         return pool_u, pool_rd
 
-    def rank(self, u: torch.Tensor, update: bool = True) -> torch.Tensor:
-        """Mid-rank percentiles ``[B]`` in ``[0, 1]`` of ``u[B]``; appends ``u`` when ``update``."""
-        pool_u, _ = self.pool(u, None)
-        ranks = _mid_ranks(pool_u[len(self.values) :], pool_u)
+    def rank(
+        self, u: torch.Tensor, rd: torch.Tensor | None = None, update: bool = True
+    ) -> torch.Tensor:
+        """Mid-rank percentiles ``[B]`` in ``[0, 1]`` of ``u[B]`` in the window and the batch:
+        among the *active* groups (RD > 0) when ``rd[B]`` is given (see :func:`_active_rank`),
+        else among all; appends ``u`` (and ``rd``) when ``update``."""
+        ranks = _active_rank(u, rd, self)
         if update:
-            self.push(u, None)
-        return ranks.to(device=u.device)
+            self.push(u, rd)
+        return ranks
 
     def push(self, u: torch.Tensor, rd: torch.Tensor | None) -> None:
         """Append a batch's ``U`` (and ``RD``) and keep the last ``window`` groups."""
@@ -459,8 +462,12 @@ def normalize(
     group_size: Any = None,
     bound: Any = None,
     rd_scale: float | None = None,
+    reward_dispersion: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Step 1: ``U[B]`` -> ``Un[B]`` in ``[0, 1]`` (``rank`` updates ``state``'s window).
+
+    ``rank`` normalisation ranks among the window's and batch's active groups when
+    ``reward_dispersion[B]`` is given (as :func:`group_weights` does), else among all of them.
 
     ``bound`` normalisation divides by ``bound`` when given, else by the registered bound of
     ``config.signal`` evaluated at ``group_size`` (an int or ``[B]`` tensor of valid group sizes;
@@ -470,7 +477,8 @@ def normalize(
     """
     u = uncertainty.to(torch.float64)
     if config.normalization == "rank":
-        return _check_state(state, "rank normalisation").rank(u)
+        rd = None if reward_dispersion is None else reward_dispersion.to(torch.float64)
+        return _check_state(state, "rank normalisation").rank(u, rd)
     if bound is None:
         spec = get_signal(config.signal)
         if spec.bound is None:
@@ -579,7 +587,7 @@ def _active_rank(u: torch.Tensor, rd: torch.Tensor | None, state: WeightingState
     their rank among the active pool too (it does not matter: their weight is 1)."""
     pool_u, pool_rd = state.pool(u, rd)
     if rd is None:
-        return _mid_ranks(pool_u[len(state.values) :], pool_u)
+        return _mid_ranks(pool_u[len(state.values) :], pool_u).to(u.device)
     keep = ~(torch.isfinite(pool_rd) & (pool_rd <= 0))  # active, or RD unknown (old windows)
     batch = pool_u[len(state.values) :]
     if not bool(keep.any()):
@@ -718,12 +726,10 @@ def group_weights_detailed(
         un, ut = residual_calibrate(u, rd, state)
         state.push(u, rd)
     else:
-        if config.normalization == "rank":
-            assert state is not None
-            un = _active_rank(u, rd, state)
-            state.push(u, rd)
-        else:
-            un = normalize(u, config, state, group_size=group_size, bound=bound, rd_scale=scale)
+        un = normalize(
+            u, config, state, group_size=group_size, bound=bound, rd_scale=scale,
+            reward_dispersion=rd,
+        )  # fmt: skip
         ut = calibrate(un, rd, config, rd_scale=scale)
     w = modulate(ut, config)
     fallback = False
