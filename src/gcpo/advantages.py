@@ -94,20 +94,10 @@ def grpo_advantages(
 
 
 def weight_advantages(advantages: Any, weights: Any) -> torch.Tensor:
-    """The GCPO step: each row of ``advantages`` scaled by its weight, ``A^ = w * A``.
-
-    The one definition both trainers apply to the advantages their framework computed (TRL:
-    ``[N]``, one per completion; verl: ``[N, T]``, one per token) and :func:`gcpo_advantages`
-    applies to :func:`grpo_advantages` (``[B, G]`` with one weight per group).
-
-    Args:
-        advantages: ``[N, ...]`` float tensor.
-        weights: ``[N]``, one weight per row (a completion's group weight; finite, ``>= 0``).
-
-    Returns:
-        ``advantages * weights`` broadcast over the trailing dims, in the dtype and on the
-        device of ``advantages``.
-    """
+    """The GCPO step, ``A^ = w * A``: row ``n`` of ``advantages[N, ...]`` (TRL: one per
+    completion; verl: ``[N, T]`` per token; :func:`gcpo_advantages`: ``[B, G]``) times
+    ``weights[n]`` (finite, ``>= 0``), in the dtype and on the device of ``advantages``. The one
+    definition TRL, verl and :func:`gcpo_advantages` apply."""
     adv = advantages if isinstance(advantages, torch.Tensor) else torch.as_tensor(advantages)
     w = float_tensor(weights, "weights", 1).to(device=adv.device)
     if adv.dim() < 1 or w.shape[0] != adv.shape[0]:
@@ -125,16 +115,7 @@ def gcpo_advantages(
     eps: float = 1e-4,
     mask: Any | None = None,
 ) -> torch.Tensor:
-    """GCPO advantages: ``A^[b, i] = weights[b] * A_grpo[b, i]`` (:func:`weight_advantages` of
-    :func:`grpo_advantages`).
-
-    Args:
-        rewards: ``[B, G]`` float.
-        weights: ``[B]`` per-group weights from :func:`gcpo.weighting.group_weights` (finite,
-            ``>= 0``).
-        scale, eps, mask: as in :func:`grpo_advantages`.
-
-    Returns:
-        ``[B, G]`` advantages; masked entries are 0.
-    """
+    """GCPO advantages ``A^[b, i] = weights[b] * A_grpo[b, i]`` of ``rewards[B, G]`` with the
+    ``[B]`` weights of :func:`gcpo.weighting.group_weights`; ``scale``, ``eps``, ``mask`` as in
+    :func:`grpo_advantages` (masked entries are 0)."""
     return weight_advantages(grpo_advantages(rewards, scale=scale, eps=eps, mask=mask), weights)

@@ -54,13 +54,9 @@ def preset(
     *,
     where: str = "weighting.",
 ) -> WeightingConfig:
-    """The :class:`WeightingConfig` of preset ``name``, its fields updated with ``overrides``.
-
-    ``overrides`` may be None (the preset as it is), a mapping of WeightingConfig fields
-    (``preset("gcpo", {"alpha": 0.5})``) or a WeightingConfig (returned as it is: a config
-    given whole replaces the preset). ``where`` prefixes the field names in errors
-    (``trainer.v1.gcpo.weighting.`` under verl).
-    """
+    """Preset ``name`` as a :class:`WeightingConfig`, its fields updated with ``overrides``: a
+    mapping (``preset("gcpo", {"alpha": 0.5})``), None, or a WeightingConfig (returned as it
+    is). ``where`` prefixes field names in errors (``trainer.v1.gcpo.weighting.`` under verl)."""
     check_preset(name)
     if isinstance(overrides, WeightingConfig):
         return overrides

@@ -72,27 +72,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
-def _help_plugins(argv: Sequence[str]) -> list[str]:
-    """The ``--plugin`` modules of a ``--help`` command line: imported before the parser is
-    built, so that the help lists the signals and presets they register."""
-    if not any(tok in ("-h", "--help") for tok in argv):
-        return []
-    out = []
-    for i, tok in enumerate(argv):
-        if tok == "--plugin" and i + 1 < len(argv):
-            out.append(argv[i + 1])
-        elif tok.startswith("--plugin="):
-            out.append(tok.split("=", 1)[1])
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    plugins = _help_plugins(list(sys.argv[1:] if argv is None else argv))
-    if plugins:
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(tokens):  # import --plugin first: the help lists what it registers
         from gcpo.plugins import load_plugins
 
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--plugin", action="append", default=[])
         try:
-            load_plugins(plugins)
+            load_plugins(pre.parse_known_args(tokens)[0].plugin)
         except ConfigError as exc:
             print(f"gcpo: {exc}", file=sys.stderr)
             return 2
