@@ -86,7 +86,7 @@ def main() -> None:
             score = ", ".join(
                 f"{k} {v * 100:.1f}" for k, v in entry.items() if k not in ("items", "generations")
             )
-            from gcpo.tasks.benchmarks import BENCHMARKS
+            from gcpo.tasks.evalsets import BENCHMARKS
 
             budget = args.max_new_tokens or BENCHMARKS[name].max_new_tokens
             print(

@@ -286,7 +286,7 @@ def test_offline_mode_reads_the_cache_and_fails_in_one_line(
     import datasets
 
     from gcpo.io import DataError
-    from gcpo.tasks.benchmarks import load_benchmark
+    from gcpo.tasks.evalsets import load_benchmark
 
     calls = []
 
@@ -359,7 +359,7 @@ def test_eval_of_a_trained_run_scores_its_own_held_out_task(tmp_path: Path) -> N
     rows = [json.loads(x) for x in (run / "eval" / "generations.jsonl").read_text().splitlines()]
     _, heldout = build_data(train_config)  # what gcpo train scored before/after training
     questions = {h["prompt"][0]["content"] for h in heldout}
-    from gcpo.tasks.benchmarks import load_benchmark
+    from gcpo.tasks.evalsets import load_benchmark
 
     items = load_benchmark("arithmetic", limit=6, seed=3, options=train_config.task_options)
     assert {it.question for it in items} == questions

@@ -249,7 +249,7 @@ def test_per_call_overhead_is_small(verifier: MathVerifier) -> None:
 
 
 def _golds(name: str) -> list[str]:
-    from gcpo.tasks.benchmarks import load_benchmark
+    from gcpo.tasks.evalsets import load_benchmark
 
     path = DATA / name / "test.jsonl"
     if not path.is_file():

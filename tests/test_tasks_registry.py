@@ -13,7 +13,7 @@ from gcpo.diagnostics.items import load_items
 from gcpo.evaluation import score_generation
 from gcpo.presets import preset
 from gcpo.scoring import Groups, GroupScorer
-from gcpo.tasks.benchmarks import BenchmarkSpec, load_benchmark, register_benchmark
+from gcpo.tasks.evalsets import BenchmarkSpec, load_benchmark, register_benchmark
 from gcpo.tasks.registry import TaskKind, get_task, register_task, reward_names, trl_reward
 from gcpo.train.config import TrainConfig
 from gcpo.train.data import answer_fn_for, build_data, load_reward
@@ -135,11 +135,11 @@ def test_qa_answer_key_follows_the_scored_answer_line() -> None:
 def test_a_registered_task_kind_works_in_train_and_eval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gcpo.tasks.benchmarks as benchmarks
+    import gcpo.tasks.evalsets as evalsets
     import gcpo.tasks.registry as registry
 
     monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
-    monkeypatch.setattr(benchmarks, "BENCHMARKS", dict(benchmarks.BENCHMARKS))
+    monkeypatch.setattr(evalsets, "BENCHMARKS", dict(evalsets.BENCHMARKS))
 
     def score(completion: str, references: list[str], timeout: float | None = None) -> dict:
         first = completion.split()[:1]
@@ -168,7 +168,7 @@ def test_a_registered_task_kind_works_in_train_and_eval(
     register_benchmark(
         BenchmarkSpec(
             "words", "first-word", "pass@1", "", None, "test", 1,
-            lambda row, i: [benchmarks.BenchmarkItem(str(i), row["q"], [row["a"]], "first-word",
+            lambda row, i: [evalsets.BenchmarkItem(str(i), row["q"], [row["a"]], "first-word",
                                                      "words")],
             "one-word answers", 4,
         )

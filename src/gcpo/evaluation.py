@@ -36,7 +36,7 @@ from typing import Any
 
 from gcpo.fields import ConfigError, field, validate
 from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl, write_jsonl
-from gcpo.tasks.benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
+from gcpo.tasks.evalsets import BENCHMARKS, BenchmarkItem, load_benchmark
 
 __all__ = [
     "EvalConfig",

@@ -72,7 +72,7 @@ def load_items(
     that difficulty or lower (then the prompts are a seeded shuffle's prefix, so a smaller
     ``prompts`` picks a subset of a larger one). Prompt ids are stable across runs.
     """
-    from gcpo.tasks.benchmarks import load_benchmark
+    from gcpo.tasks.evalsets import load_benchmark
     from gcpo.tasks.registry import synthetic_task_names
 
     if (task is None) == (benchmark is None):

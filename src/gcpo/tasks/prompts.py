@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gcpo.tasks.benchmarks import BenchmarkItem
+    from gcpo.tasks.evalsets import BenchmarkItem
 
 __all__ = [
     "MATH_INSTRUCTION",
@@ -85,7 +85,7 @@ def user_message(item: BenchmarkItem, context: str | None = None) -> str:
     """The user message for ``item`` (``context`` overrides ``item.context``, e.g. truncated):
     the benchmark's own template when it has one (the QA benchmarks), else its task kind's
     (:mod:`gcpo.tasks.registry`)."""
-    from gcpo.tasks.benchmarks import BENCHMARKS
+    from gcpo.tasks.evalsets import BENCHMARKS
     from gcpo.tasks.registry import get_task
 
     ctx = item.context if context is None else context

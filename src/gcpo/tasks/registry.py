@@ -14,7 +14,7 @@ the prompt template) all look a task up here, so the three measure the same thin
   QA kinds, the boxed / stated final answer for ``math``), so semantic entropy clusters what the
   reward scores.
 - ``prompt(question, context) -> str``: the user message for a question (a benchmark whose
-  wording differs gives its own template, see :mod:`gcpo.tasks.benchmarks`).
+  wording differs gives its own template, see :mod:`gcpo.tasks.evalsets`).
 - ``binary``: rewards are 0/1 (``gcpo eval`` reports pass@k) or graded (it averages ``metrics``).
 - ``make_rows``: synthetic tasks only, the seeded prompt generator (``gcpo train task=NAME``,
   ``gcpo analyze --task NAME``, ``gcpo eval --benchmarks NAME``).

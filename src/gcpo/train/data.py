@@ -63,7 +63,7 @@ def load_rows(
     else:
         from datasets import load_dataset
 
-        from gcpo.tasks.benchmarks import hub_problem
+        from gcpo.tasks.evalsets import hub_problem
 
         problem = hub_problem()
         if problem is not None:

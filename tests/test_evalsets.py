@@ -1,4 +1,4 @@
-"""Benchmark loaders (local files and hub row layouts), prompt templates and truncation."""
+"""Evaluation sets (benchmark loaders), prompt templates and truncation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gcpo.io import DataError
-from gcpo.tasks.benchmarks import (
+from gcpo.tasks.evalsets import (
     BENCHMARKS,
     hotpot_context,
     items_from_rows,
@@ -117,10 +117,10 @@ def test_hub_layouts_map_to_items() -> None:
 def test_hub_source_is_used_without_local_data(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    import gcpo.tasks.benchmarks as benchmarks
+    import gcpo.tasks.evalsets as evalsets
 
     monkeypatch.delenv("GCPO_DATA_DIR", raising=False)
-    monkeypatch.setattr(benchmarks, "hub_problem", lambda: None)  # the hub answers
+    monkeypatch.setattr(evalsets, "hub_problem", lambda: None)  # the hub answers
     calls = []
 
     def fake_load_dataset(hub_id, config, split):

@@ -1,4 +1,4 @@
-"""Benchmark loaders: one registry entry per benchmark, local JSONL or Hugging Face hub.
+"""Evaluation sets (benchmarks): one registry entry per benchmark, local JSONL or Hugging Face hub.
 
 Each benchmark is a :class:`BenchmarkSpec` in :data:`BENCHMARKS` — hub id / config / split, the
 task kind (a name in :mod:`gcpo.tasks.registry`, which scores the generations and writes the
