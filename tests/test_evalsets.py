@@ -10,12 +10,13 @@ import pytest
 from gcpo.io import DataError
 from gcpo.tasks.evalsets import (
     BENCHMARKS,
+    build_prompt,
     hotpot_context,
     items_from_rows,
     load_benchmark,
     olympiad_gold,
 )
-from gcpo.tasks.prompts import MATH_INSTRUCTION, build_prompt, qa_prediction, truncate_middle
+from gcpo.tasks.prompts import MATH_INSTRUCTION, qa_prediction, truncate_middle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")

@@ -36,7 +36,13 @@ from typing import Any
 
 from gcpo.fields import ConfigError, field, validate
 from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl, write_jsonl
-from gcpo.tasks.evalsets import BENCHMARKS, BenchmarkItem, load_benchmark
+from gcpo.tasks.evalsets import (
+    BENCHMARKS,
+    BenchmarkItem,
+    build_prompt,
+    load_benchmark,
+    user_message,
+)
 
 __all__ = [
     "EvalConfig",
@@ -262,8 +268,6 @@ def generation_setting(config: EvalConfig, max_new_tokens: int, model_id: str) -
 def item_hash(item: BenchmarkItem) -> str:
     """Hash of what the model is asked (gcpo's user message for the item, so a template change
     counts too) and of the references its score is computed against."""
-    from gcpo.tasks.prompts import user_message
-
     text = json.dumps([user_message(item), item.answers, item.kind], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -426,8 +430,6 @@ def run_evaluation(
                 )
             except ValueError as exc:  # not loadable: one line, not a transformers traceback
                 raise ConfigError(f"model: {str(exc).removeprefix('model ')}") from None
-        from gcpo.tasks.prompts import build_prompt
-
         for name, requests in todo.items():
             if not requests:
                 continue

@@ -25,17 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.io import DataError, read_jsonl
-from gcpo.tasks.prompts import QA_TEMPLATES
+from gcpo.tasks.prompts import QA_TEMPLATES, truncate_middle
+from gcpo.tasks.registry import get_task
 
 __all__ = [
     "BENCHMARKS",
     "BenchmarkItem",
     "BenchmarkSpec",
+    "build_prompt",
     "items_from_rows",
     "load_benchmark",
     "olympiad_gold",
     "register_benchmark",
     "hub_problem",
+    "user_message",
 ]
 
 
@@ -63,8 +66,6 @@ class BenchmarkItem:
     @property
     def messages(self) -> list[dict[str, str]]:
         """The prompt as chat messages (one user turn; context not truncated), for trainers."""
-        from gcpo.tasks.prompts import user_message
-
         return [{"role": "user", "content": user_message(self)}]
 
 
@@ -296,8 +297,6 @@ def _synthetic(task: str) -> Callable[..., list[BenchmarkItem]]:
     def generate(n: int, seed: int = 0, split: str = "test", **options: Any) -> list[BenchmarkItem]:
         import hashlib
 
-        from gcpo.tasks.registry import get_task
-
         make_rows = get_task(task).make_rows
         assert make_rows is not None
         try:
@@ -373,10 +372,43 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }  # fmt: skip
 
 
+def user_message(item: BenchmarkItem, context: str | None = None) -> str:
+    """The user message for ``item`` (``context`` overrides ``item.context``, e.g. truncated):
+    the benchmark's own template when it has one (the QA benchmarks), else its task kind's
+    (:mod:`gcpo.tasks.registry`)."""
+    ctx = item.context if context is None else context
+    spec = BENCHMARKS.get(item.benchmark)
+    if spec is not None and spec.template is not None:
+        return spec.template.format(context=ctx or "", question=item.question)
+    return get_task(item.kind).prompt(item.question, ctx)
+
+
+def build_prompt(
+    item: BenchmarkItem,
+    tokenizer: Any,
+    *,
+    max_context_tokens: int | None = None,
+    use_chat_template: bool | None = None,
+) -> str:
+    """Full prompt string for generation: truncated context, template, chat template.
+
+    ``use_chat_template=None`` uses it when the tokenizer defines one.
+    """
+    context = item.context
+    if context and max_context_tokens is not None:
+        context = truncate_middle(context, tokenizer, max_context_tokens)
+    text = user_message(item, context)
+    if use_chat_template is None:
+        use_chat_template = bool(getattr(tokenizer, "chat_template", None))
+    if use_chat_template:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    return text if item.kind == "qa" else text + "\n"
+
+
 def register_benchmark(spec: BenchmarkSpec, *, replace: bool = False) -> BenchmarkSpec:
     """Add ``spec`` to :data:`BENCHMARKS` (its ``kind`` must be a registered task kind)."""
-    from gcpo.tasks.registry import get_task
-
     get_task(spec.kind)
     if spec.convert is None and spec.generate is None:
         raise ValueError(f"benchmark {spec.name!r}: give convert (rows -> items) or generate")

@@ -8,7 +8,8 @@
 * QA: the LongBench prompts for hotpotqa / qasper / narrativeqa (question + passages, "answer as
   concisely as you can"), with the LongBench typos fixed.
 * The text goes in a single user turn through the tokenizer's chat template when it has one;
-  otherwise the raw text is used, followed by a newline (math) or already ending in "Answer:" (QA).
+  otherwise the raw text is used, followed by a newline (math) or already ending in "Answer:"
+  (QA): :func:`gcpo.tasks.evalsets.build_prompt`.
 * Long contexts: only the ``context`` is cut, to ``max_context_tokens`` tokens of the model's
   tokenizer, LongBench-style *middle truncation*: keep the first ceil(b/2) and the last floor(b/2)
   tokens and join them with ``"\\n...\\n"``. The question and instructions are never cut.
@@ -16,16 +17,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gcpo.tasks.evalsets import BenchmarkItem
+from typing import Any
 
 __all__ = [
     "MATH_INSTRUCTION",
     "QA_TEMPLATES",
-    "build_prompt",
-    "user_message",
     "qa_prediction",
     "truncate_middle",
 ]
@@ -79,44 +75,6 @@ def truncate_middle(text: str, tokenizer: Any, max_tokens: int) -> str:
         + _ELLIPSIS
         + tokenizer.decode(ids[len(ids) - tail :], skip_special_tokens=True)
     )
-
-
-def user_message(item: BenchmarkItem, context: str | None = None) -> str:
-    """The user message for ``item`` (``context`` overrides ``item.context``, e.g. truncated):
-    the benchmark's own template when it has one (the QA benchmarks), else its task kind's
-    (:mod:`gcpo.tasks.registry`)."""
-    from gcpo.tasks.evalsets import BENCHMARKS
-    from gcpo.tasks.registry import get_task
-
-    ctx = item.context if context is None else context
-    spec = BENCHMARKS.get(item.benchmark)
-    if spec is not None and spec.template is not None:
-        return spec.template.format(context=ctx or "", question=item.question)
-    return get_task(item.kind).prompt(item.question, ctx)
-
-
-def build_prompt(
-    item: BenchmarkItem,
-    tokenizer: Any,
-    *,
-    max_context_tokens: int | None = None,
-    use_chat_template: bool | None = None,
-) -> str:
-    """Full prompt string for generation: truncated context, template, chat template.
-
-    ``use_chat_template=None`` uses it when the tokenizer defines one.
-    """
-    context = item.context
-    if context and max_context_tokens is not None:
-        context = truncate_middle(context, tokenizer, max_context_tokens)
-    text = user_message(item, context)
-    if use_chat_template is None:
-        use_chat_template = bool(getattr(tokenizer, "chat_template", None))
-    if use_chat_template:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-    return text if item.kind == "qa" else text + "\n"
 
 
 def qa_prediction(generation: str) -> str:
