@@ -1,4 +1,5 @@
-"""Prompt templates per benchmark, context truncation, and answer post-processing.
+"""Prompt templates per benchmark, context truncation, answer post-processing, and the text of
+TRL-format prompts and completions (a string, or chat messages).
 
 * Math (math500, aime24, olympiadbench): the Qwen2.5-Math evaluation instruction
   ``{question}\\nPlease reason step by step, and put your final answer within \\boxed{}.``
@@ -22,6 +23,8 @@ from typing import Any
 __all__ = [
     "MATH_INSTRUCTION",
     "QA_TEMPLATES",
+    "completion_text",
+    "prompt_text",
     "qa_prediction",
     "truncate_middle",
 ]
@@ -86,4 +89,29 @@ def qa_prediction(generation: str) -> str:
             if line.lower().startswith("answer:"):
                 line = line[len("answer:") :].strip()
             return line
+    return ""
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as one string: plain text as is, a conversation as its message contents joined."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        parts = []
+        for message in prompt:
+            content = message.get("content", "") if isinstance(message, dict) else message
+            parts.append(content if isinstance(content, str) else str(content))
+        return "\n".join(parts)
+    return str(prompt)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or a conversational list of messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        return content if isinstance(content, str) else str(content)
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
     return ""

@@ -42,8 +42,7 @@ from typing import Any
 from gcpo.tasks import math as _math
 from gcpo.tasks import qa as _qa
 from gcpo.tasks import synthetic as _synthetic
-from gcpo.tasks.prompts import MATH_INSTRUCTION, QA_TEMPLATES, qa_prediction
-from gcpo.tasks.synthetic import completion_text
+from gcpo.tasks.prompts import MATH_INSTRUCTION, QA_TEMPLATES, completion_text, qa_prediction
 
 __all__ = [
     "TaskKind",

@@ -44,7 +44,6 @@ __all__ = [
     "make_task",
     "arithmetic_reward",
     "passage_qa_reward",
-    "completion_text",
     "arithmetic_answer_key",
     "passage_qa_answer_key",
     "ANSWER_KEYS",
@@ -254,18 +253,6 @@ def make_passage_qa(
         return f"Passage: {passage}\nQuestion: {question} {QA_INSTRUCTION}", answer, {}
 
     return _collect(n, split, seed, held_out_fraction, draw, "passage-qa")
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or a conversational list of messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content", "")
-        return content if isinstance(content, str) else str(content)
-    if isinstance(completion, dict):
-        return str(completion.get("content", ""))
-    return ""
 
 
 def arithmetic_reward(completion: str, answer: str) -> float:

@@ -1,7 +1,8 @@
 """TRL adapter: :class:`GCPOTrainer`, a drop-in subclass of ``trl.GRPOTrainer`` (TRL 1.16)."""
 
+from gcpo.tasks.prompts import prompt_text
 from gcpo.trl.callbacks import MetricsJsonlCallback
-from gcpo.trl.trainer import GCPO_STATE_FILE, GCPOTrainer, OneGroupPerBatchWarning, prompt_text
+from gcpo.trl.trainer import GCPO_STATE_FILE, GCPOTrainer, OneGroupPerBatchWarning
 
 __all__ = [
     "GCPOTrainer",

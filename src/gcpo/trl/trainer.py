@@ -67,12 +67,12 @@ from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.signals import gradient_noise_stats, reward_dispersion
-from gcpo.tasks.synthetic import completion_text
+from gcpo.tasks.prompts import completion_text, prompt_text
 from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, staging_parent
 from gcpo.trl.monitor import AlignmentMonitor
 from gcpo.weighting import WeightingConfig, WeightingState, active_groups, is_weighted
 
-__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "OneGroupPerBatchWarning", "prompt_text"]
+__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "OneGroupPerBatchWarning"]
 
 GCPO_STATE_FILE = "gcpo_state.json"
 
@@ -81,19 +81,6 @@ logger = logging.getLogger(__name__)
 
 class OneGroupPerBatchWarning(UserWarning):
     """A weighting that compares groups was given one prompt group per generation batch."""
-
-
-def prompt_text(prompt: Any) -> str:
-    """A prompt as one string: plain text as is, a conversation as its message contents joined."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list):
-        parts = []
-        for message in prompt:
-            content = message.get("content", "") if isinstance(message, dict) else message
-            parts.append(content if isinstance(content, str) else str(content))
-        return "\n".join(parts)
-    return str(prompt)
 
 
 class GCPOTrainer(GRPOTrainer):
