@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gcpo.cli import EXIT_CODES, SUBCOMMANDS, build_parser, main, parse_args
+from gcpo.cli import EXIT_CODES, build_parser, main, parse_args, subcommands
 from gcpo.config import dump_yaml, load
 from gcpo.embedders import EmbedderConfig
 from gcpo.fields import ConfigError
@@ -20,15 +20,7 @@ from gcpo.weighting import WeightingConfig
 
 
 def _binding(command: str) -> Any:
-    import importlib
-
-    return importlib.import_module(f"gcpo.cli.{command}").binding()
-
-
-def _present(names: tuple[str, ...]) -> list[str]:
-    import importlib.util
-
-    return [n for n in names if importlib.util.find_spec(f"gcpo.cli.{n}") is not None]
+    return subcommands()[command].binding()
 
 
 def _config(argv: list[str]) -> Any:
@@ -86,7 +78,7 @@ def test_every_embedder_field_is_settable_and_the_name_has_a_shorthand(tmp_path:
 # ------------------------------------------------------------------ one binding
 
 
-@pytest.mark.parametrize("command", _present(SUBCOMMANDS))
+@pytest.mark.parametrize("command", list(subcommands()))
 def test_every_subcommand_derives_a_flag_from_every_field(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,9 +69,9 @@ def test_docs_describe_the_quickstart_that_runs() -> None:
 
 
 def test_readme_lists_every_subcommand() -> None:
-    from gcpo.cli import SUBCOMMANDS
+    from gcpo.cli import subcommands
 
     readme = README.read_text(encoding="utf-8")
-    assert f"(`gcpo {' | '.join(SUBCOMMANDS)}`)" in readme
-    for name in SUBCOMMANDS:
+    assert f"(`gcpo {' | '.join(subcommands())}`)" in readme
+    for name in subcommands():
         assert f"| `gcpo {name}` |" in readme, name

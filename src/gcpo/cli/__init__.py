@@ -10,16 +10,13 @@ model / trainer imports inside ``run``. Errors that describe bad input are print
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from gcpo.fields import ConfigError
 from gcpo.io import DataError
 from gcpo.rewards import RewardError
-
-# a name whose module does not exist (yet) is skipped, so "compare" costs nothing until it lands
-SUBCOMMANDS = ("train", "eval", "signals", "analyze", "compare")
 
 # exception -> (exit code, what the one-line message calls it); the first match wins
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -35,19 +32,21 @@ _HINTS = {
 }
 
 
+def subcommands() -> dict[str, ModuleType]:
+    """The subcommand modules by name, in the order ``gcpo --help`` lists them (cheap to import:
+    each keeps its model / trainer imports inside ``run``)."""
+    from gcpo.cli import analyze, compare, eval, signals, train
+
+    return {m.__name__.rpartition(".")[2]: m for m in (train, eval, signals, analyze, compare)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gcpo",
         description="Geometry-aware Calibrated Policy Optimization for LLM post-training.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"gcpo.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gcpo.cli.{name}":
-                raise
-            continue
+    for name, module in subcommands().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -15,7 +15,7 @@ Each subcommand is a config dataclass (``TrainConfig``, ``EvalConfig``, ``Signal
 :meth:`Binding.load` applies the layers in one order (:func:`gcpo.config.load`): file,
 ``--preset`` (replaces the file's preset and drops its weighting fields), overrides, flags.
 
-A new subcommand is a module ``gcpo.cli.<name>`` (listed in ``gcpo.cli.SUBCOMMANDS``) with::
+A new subcommand is a module ``gcpo.cli.<name>`` (listed in ``gcpo.cli.subcommands``) with::
 
     HELP = "one line"
 
