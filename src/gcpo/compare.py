@@ -43,6 +43,7 @@ from typing import Any
 
 from gcpo.config import load
 from gcpo.fields import ConfigError, field, to_dict, validate
+from gcpo.io import find_config
 
 __all__ = [
     "CompareConfig",
@@ -210,15 +211,9 @@ class CompareConfig:
 
 def compare_config_path(name: str | Path | None) -> Path | None:
     """A comparison YAML: a file, or a name of ``configs/compare`` (``arithmetic``)."""
-    if name is None or Path(name).is_file():
-        return None if name is None else Path(name)
-    for candidate in (COMPARE_DIR / str(name), COMPARE_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    names = ", ".join(sorted(p.stem for p in COMPARE_DIR.glob("*.yaml")))
-    raise ConfigError(
-        f"config: {str(name)!r} is neither a file nor a comparison in configs/compare ({names})"
-    )
+    if name is None:
+        return None
+    return find_config(name, COMPARE_DIR, key="config", kind="comparison")
 
 
 def load_compare_config(path: str | Path | None = None, overrides: Any = ()) -> CompareConfig:
@@ -231,20 +226,6 @@ def load_compare_config(path: str | Path | None = None, overrides: Any = ()) -> 
 # ------------------------------------------------------------------------------------------
 # Train configs of the runs
 # ------------------------------------------------------------------------------------------
-
-
-def _train_config_path(name: str) -> Path | None:
-    from gcpo.train.config import RECIPES_DIR
-
-    if not name:
-        return None
-    p = Path(name)
-    if p.is_file():
-        return p
-    for candidate in (RECIPES_DIR / name, RECIPES_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"train_config: {name!r} is neither a file nor a recipe in {RECIPES_DIR}")
 
 
 def seeds_of(c: CompareConfig, preset: str) -> list[int]:
@@ -264,7 +245,7 @@ def train_config_for(c: CompareConfig, preset: str, seed: int, run_dir: str | Pa
     preset is applied exactly as ``gcpo train --preset`` applies it (a base ``weighting:``
     mapping is dropped: the comparison varies the weighting through the preset only).
     """
-    from gcpo.train.config import load_train_config
+    from gcpo.train.config import RECIPES_DIR, load_train_config
 
     overrides = [f"{k}={json.dumps(v)}" for k, v in c.train.items()]
     overrides += [f"seed={seed}", f"output_dir={json.dumps(str(run_dir))}"]
@@ -272,7 +253,10 @@ def train_config_for(c: CompareConfig, preset: str, seed: int, run_dir: str | Pa
     if arm is not None:  # a preset with some weighting fields changed
         overrides += [f"weighting.{k}={json.dumps(v)}" for k, v in arm.get("weighting", {}).items()]
         preset = arm["preset"]
-    return load_train_config(_train_config_path(c.train_config), overrides, preset_name=preset)
+    path = None
+    if c.train_config:
+        path = find_config(c.train_config, RECIPES_DIR, key="train_config", kind="recipe")
+    return load_train_config(path, overrides, preset_name=preset)
 
 
 def _fingerprint(c: CompareConfig) -> dict[str, Any]:

@@ -8,6 +8,7 @@
   never a half-written file.
 - ``append_jsonl`` appends one fsynced row at a time; ``recover_jsonl`` reads such a file back
   after a kill (dropping a line cut short) so that appending can continue.
+- ``find_config`` finds a YAML config given as a path or by name in a folder of packaged ones.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gcpo.fields import ConfigError
+
 __all__ = [
     "DataError",
     "JsonlReport",
@@ -31,6 +34,7 @@ __all__ = [
     "write_jsonl",
     "recover_jsonl",
     "fsync_dir",
+    "find_config",
 ]
 
 
@@ -204,6 +208,20 @@ def recover_jsonl(
     if report.skipped or len(kept) != len(rows):
         write_jsonl(p, kept)
     return kept
+
+
+def find_config(name: str | os.PathLike[str], directory: Path, *, key: str, kind: str) -> Path:
+    """``name`` when it is a file, else ``directory/name`` or ``directory/name.yaml``; otherwise
+    a ConfigError for the setting ``key`` listing the ``kind`` configs in ``directory``."""
+    if Path(name).is_file():
+        return Path(name)
+    for candidate in (directory / name, directory / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+    raise ConfigError(
+        f"{key}: {str(name)!r} is neither a file nor a {kind} in {directory} ({names})"
+    )
 
 
 def _json_default(obj: Any) -> Any:

@@ -55,20 +55,12 @@ def _config_path(config: str | None) -> Any:
     """The config file: the one named, a recipe by name, else the quickstart; ``KEY=VALUE``
     overrides and flags apply on top of it either way, so ``gcpo train max_steps=1`` and
     ``gcpo train --max-steps 1`` are the same run."""
-    from pathlib import Path
-
-    from gcpo.fields import ConfigError
+    from gcpo.io import find_config
     from gcpo.train.config import QUICKSTART, RECIPES_DIR
 
     if config is None:
         return QUICKSTART
-    p = Path(config)
-    if p.is_file():
-        return p
-    for candidate in (RECIPES_DIR / config, RECIPES_DIR / f"{config}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"config: {config!r} is neither a file nor a recipe in {RECIPES_DIR}")
+    return find_config(config, RECIPES_DIR, key="config", kind="recipe")
 
 
 def _print_summary(s: dict[str, Any]) -> None:
