@@ -56,7 +56,7 @@ def main() -> None:
     from gcpo.rewards import safe_reward
     from gcpo.train.config import QUICKSTART, load_train_config
     from gcpo.train.data import answer_fn_for, build_data, load_reward
-    from gcpo.train.run import _grpo_args
+    from gcpo.train.run import grpo_args
     from gcpo.trl import GCPOTrainer
 
     config = load_train_config(QUICKSTART, ns.overrides)
@@ -95,7 +95,7 @@ def main() -> None:
             for v in variants:
                 name, _, extra = v.partition("+")
                 set_seed(config.seed)
-                args = _grpo_args(config, Path(tmp) / f"{r}-{v}")
+                args = grpo_args(config, Path(tmp) / f"{r}-{v}", len(train_rows))
                 timer = StepTimer()
                 trainer: Any = GCPOTrainer(
                     model=copy.deepcopy(base_model),

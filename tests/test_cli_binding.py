@@ -162,7 +162,7 @@ def test_plugins_are_imported_before_the_config_is_checked(
 
 
 def test_grpo_knobs_are_listed_once_and_reach_grpo_config(tmp_path: Path) -> None:
-    from gcpo.train.run import _grpo_args
+    from gcpo.train.run import grpo_args
 
     assert {"num_generations", "learning_rate", "loss_type", "seed", "save_steps"} <= set(
         GRPO_FIELDS
@@ -170,7 +170,7 @@ def test_grpo_knobs_are_listed_once_and_reach_grpo_config(tmp_path: Path) -> Non
     config = load_train_config(
         None, ["num_generations=3", "per_device_train_batch_size=6", "learning_rate=0.002"]
     )
-    args = _grpo_args(config, tmp_path)
+    args = grpo_args(config, tmp_path, config.num_train_prompts)
     for name in GRPO_FIELDS:
         if name not in ("output_dir", "save_steps"):
             assert getattr(args, name) == getattr(config, name), name

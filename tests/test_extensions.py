@@ -74,7 +74,7 @@ def test_weight_function_trains_with_checkpointed_state(plugin, tmp_path: Path) 
     pytest.importorskip("trl")
     from test_trl_trainer import Recording, make_trainer
 
-    from gcpo.trl import GCPO_STATE_FILE
+    from gcpo.rundir import STATE_FILE
 
     trainer = make_trainer(
         tmp_path,
@@ -93,7 +93,7 @@ def test_weight_function_trains_with_checkpointed_state(plugin, tmp_path: Path) 
     assert trainer.gcpo_state == {"batches": 2}
     row = trainer.state.log_history[0]
     assert "gcpo/signal/answer_spread" in row and "gcpo/active_groups" in row
-    saved = json.loads((tmp_path / "out" / "checkpoint-1" / GCPO_STATE_FILE).read_text())
+    saved = json.loads((tmp_path / "out" / "checkpoint-1" / STATE_FILE).read_text())
     assert saved["function_state"] == {"batches": 1}
     resumed = make_trainer(
         tmp_path, cls=Recording, weighting=plugin.pass_rate_weight, max_steps=3,

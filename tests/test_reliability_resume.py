@@ -47,7 +47,7 @@ def _fake_checkpoint(folder: Path) -> None:
 
 
 def test_publish_moves_a_complete_checkpoint_in_one_rename(tmp_path: Path) -> None:
-    from gcpo.train.run import last_checkpoint
+    from gcpo.rundir import last_checkpoint
     from gcpo.trl.checkpoint import publish_checkpoint, staging_parent
 
     staged = Path(staging_parent(tmp_path, 4)) / "checkpoint-4"
@@ -90,7 +90,7 @@ def test_stale_staging_is_removed_and_a_swapped_out_checkpoint_restored(tmp_path
 
 
 def test_last_checkpoint_ignores_incomplete_and_foreign_folders(tmp_path: Path) -> None:
-    from gcpo.train.run import last_checkpoint
+    from gcpo.rundir import last_checkpoint
 
     _fake_checkpoint(tmp_path / "checkpoint-3")
     (tmp_path / "checkpoint-9").mkdir()  # no trainer_state.json: an HF save cut short
@@ -131,8 +131,7 @@ def test_save_failing_half_way_leaves_no_checkpoint_and_resume_works(
     pytest.importorskip("trl")
     from transformers import Trainer
 
-    from gcpo.train.run import last_checkpoint
-    from gcpo.trl import GCPO_STATE_FILE
+    from gcpo.rundir import STATE_FILE, last_checkpoint
 
     out = tmp_path / "out"
     real = Trainer._save_rng_state
@@ -153,7 +152,7 @@ def test_save_failing_half_way_leaves_no_checkpoint_and_resume_works(
     assert (out / ".tmp-checkpoint-2" / "checkpoint-2" / "model.safetensors").is_file()
     assert not (out / "checkpoint-2").exists()
     assert last_checkpoint(out) == out / "checkpoint-1"
-    assert (out / "checkpoint-1" / GCPO_STATE_FILE).is_file()
+    assert (out / "checkpoint-1" / STATE_FILE).is_file()
 
     resumed = _trainer(out, max_steps=3)
     resumed.train(resume_from_checkpoint=str(last_checkpoint(out)))
@@ -162,7 +161,7 @@ def test_save_failing_half_way_leaves_no_checkpoint_and_resume_works(
     assert names == ["checkpoint-2", "checkpoint-3"]  # staging gone, save_total_limit=2 kept
     for name in names:
         assert (out / name / "trainer_state.json").is_file()
-        assert (out / name / GCPO_STATE_FILE).is_file()
+        assert (out / name / STATE_FILE).is_file()
 
 
 # -- SIGKILL a real `gcpo train` subprocess and resume ---------------------------------------------
@@ -211,7 +210,7 @@ def _order(path: Path) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_continues_identically(tmp_path: Path) -> None:
     pytest.importorskip("trl")
-    from gcpo.train.run import last_checkpoint
+    from gcpo.rundir import last_checkpoint
 
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     ref_log, run_log = tmp_path / "ref_order.jsonl", tmp_path / "run_order.jsonl"

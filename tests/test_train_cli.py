@@ -10,8 +10,9 @@ import yaml
 
 from gcpo.cli import main
 from gcpo.fields import ConfigError
+from gcpo.rundir import last_checkpoint
 from gcpo.train.config import QUICKSTART, RECIPES_DIR, TrainConfig, load_train_config
-from gcpo.train.run import last_checkpoint, resume_training, run_training
+from gcpo.train.run import resume_training, run_training
 
 TINY = [
     "model=tiny-random",
@@ -205,7 +206,7 @@ def test_hub_dataset_with_the_hub_unreachable_fails_at_once(
 
 
 def test_weight_summary_says_when_too_few_groups_were_active() -> None:
-    from gcpo.train.run import weight_summary
+    from gcpo.metrics import weight_summary
 
     rows = [
         {"step": s, "gcpo/active_groups": a, "gcpo/weight_mean": 1.0, "gcpo/weight_min": lo,

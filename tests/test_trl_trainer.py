@@ -16,9 +16,10 @@ import torch
 trl = pytest.importorskip("trl")
 
 from gcpo.presets import preset  # noqa: E402
+from gcpo.rundir import STATE_FILE  # noqa: E402
 from gcpo.scoring import Groups, GroupScorer  # noqa: E402
 from gcpo.tasks.synthetic import make_task  # noqa: E402
-from gcpo.trl import GCPO_STATE_FILE, GCPOTrainer  # noqa: E402
+from gcpo.trl import GCPOTrainer  # noqa: E402
 from gcpo.weighting import initial_state  # noqa: E402
 
 G = 2
@@ -335,8 +336,8 @@ def test_logged_weights_and_advantages_are_the_applied_ones(tmp_path: Path) -> N
 def test_checkpoint_holds_and_restores_rank_state(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, save_strategy="steps", save_steps=1, max_steps=2)
     trainer.train()
-    saved = json.loads((tmp_path / "out" / "checkpoint-1" / GCPO_STATE_FILE).read_text())
-    saved2 = json.loads((tmp_path / "out" / "checkpoint-2" / GCPO_STATE_FILE).read_text())
+    saved = json.loads((tmp_path / "out" / "checkpoint-1" / STATE_FILE).read_text())
+    saved2 = json.loads((tmp_path / "out" / "checkpoint-2" / STATE_FILE).read_text())
     n_groups = 4 // G
     assert len(saved["rank_state"]["values"]) == n_groups
     assert saved2["rank_state"]["values"] == trainer.gcpo_state.values

@@ -345,7 +345,7 @@ def plan_runs(c: CompareConfig) -> list[RunStatus]:
     Order: seed 0 of every preset, then seed 1, ... so an interrupted comparison already holds
     complete paired seeds.
     """
-    from gcpo.train.run import last_checkpoint
+    from gcpo.rundir import last_checkpoint
 
     out = []
     for seed in c.seeds:
@@ -419,8 +419,8 @@ def _finish_run(
 ) -> dict[str, Any]:
     """Write the compact metrics extract and summary.json (which marks the run done)."""
     from gcpo.io import atomic_write_text, write_jsonl
-    from gcpo.train.plot import read_metrics
-    from gcpo.train.run import METRICS_FILE, weight_summary
+    from gcpo.metrics import train_reward_span, weight_summary
+    from gcpo.rundir import METRICS_FILE, read_metrics
 
     rows = read_metrics(status.run_dir / METRICS_FILE)
     write_jsonl(status.results_dir / "metrics.jsonl", _metrics_extract(rows))
@@ -442,12 +442,7 @@ def _finish_run(
         "weight_spread": weights["weight_spread"],
         "mean_weight": weights["mean_weight"],
         "mean_active_groups": weights["mean_active_groups"],
-        "train_reward_first": next(
-            (r["reward"] for r in rows if r.get("reward") is not None), None
-        ),
-        "train_reward_last": next(
-            (r["reward"] for r in reversed(rows) if r.get("reward") is not None), None
-        ),
+        **train_reward_span(rows),
         "eval_seconds": round(sum(float(r.get("seconds", 0.0)) for r in curve), 1),
         "wall_seconds_last_session": round(seconds, 1),
     }
@@ -457,8 +452,8 @@ def _finish_run(
 
 def _check_same_run(run_dir: Path, expected: Any) -> None:
     """Refuse to resume a heavy run directory that holds a run of another configuration."""
+    from gcpo.rundir import CONFIG_FILE
     from gcpo.train.config import load_train_config
-    from gcpo.train.run import CONFIG_FILE
 
     have = to_dict(load_train_config(run_dir / CONFIG_FILE))
     want = to_dict(expected)

@@ -36,6 +36,8 @@ from typing import Any
 
 from gcpo.fields import ConfigError, field, validate
 from gcpo.io import append_jsonl, atomic_write_text, recover_jsonl, write_jsonl
+from gcpo.models import generate
+from gcpo.rundir import CONFIG_FILE, last_checkpoint
 from gcpo.tasks.evalsets import (
     BENCHMARKS,
     BenchmarkItem,
@@ -148,20 +150,20 @@ def train_run(config: EvalConfig) -> tuple[Path, Any] | None:
 
     if config.run:
         run_dir = Path(config.run)
-        if not (run_dir / "config.yaml").is_file():
+        if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"run: {config.run!r} holds no config.yaml; not a gcpo train run")
     else:
         model = Path(config.model)
         run_dir = model.parent
         named = model.name == "final" or re.fullmatch(r"checkpoint-\d+", model.name)
-        if not (named and model.is_dir() and (run_dir / "config.yaml").is_file()):
+        if not (named and model.is_dir() and (run_dir / CONFIG_FILE).is_file()):
             return None
     from gcpo.plugins import load_plugins, run_plugins
 
     # the run's --plugin modules first: its config may name a signal or task kind they register
     load_plugins(run_plugins(run_dir), entry_points=False)
     try:
-        return run_dir, load(TrainConfig, run_dir / "config.yaml")
+        return run_dir, load(TrainConfig, run_dir / CONFIG_FILE)
     except ConfigError as exc:
         raise ConfigError(f"run: {run_dir / 'config.yaml'}: {exc}") from None
 
@@ -176,13 +178,11 @@ def check_model(name: str) -> None:
     """Refuse, in one line, a ``--model`` that cannot be a model, before any data, hub or
     weights are touched: a missing path, a directory without ``config.json``, a run directory
     (its model is ``RUN/final``)."""
-    from gcpo.train.run import last_checkpoint
-
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
             return
-        if (path / "config.yaml").is_file():
+        if (path / CONFIG_FILE).is_file():
             if (path / "final" / "config.json").is_file():
                 hint = f"evaluate its trained model with --model {path / 'final'}"
             else:
@@ -199,7 +199,7 @@ def check_model(name: str) -> None:
     # "org/name" may be a hub id; anything else with a path's shape is a path that is not there
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
         run = path.parent
-        if path.name == "final" and (run / "config.yaml").is_file():
+        if path.name == "final" and (run / CONFIG_FILE).is_file():
             ckpt = last_checkpoint(run)
             more = f"; its latest checkpoint is --model {ckpt}" if ckpt is not None else ""
             raise ConfigError(
@@ -303,50 +303,6 @@ def score_generation(item: BenchmarkItem, generation: str, *, math_timeout: floa
     from gcpo.tasks.registry import get_task
 
     return get_task(item.kind).score(generation, item.answers, timeout=math_timeout)
-
-
-def _generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: list[str],
-    config: EvalConfig,
-    seed: int,
-    max_new_tokens: int,
-    streamer: _TokenStreamer | None = None,
-) -> tuple[list[str], list[int], list[int]]:
-    """Decoded new text, prompt lengths and new-token counts for a batch of prompts."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    device = next(model.parameters()).device
-    enc = {k: v.to(device) for k, v in enc.items()}
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if config.samples > 1:
-        torch.manual_seed(seed)
-        kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if streamer is not None:
-        kwargs["streamer"] = streamer
-    with torch.no_grad():
-        out = model.generate(**enc, **kwargs)
-    if streamer is not None:
-        streamer.end()
-    new = out[:, enc["input_ids"].shape[1] :]
-    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    counts = []
-    for row in new.tolist():
-        n = len(row)
-        while n and row[n - 1] in eos:
-            n -= 1
-        counts.append(n)
-    prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-    return texts, prompt_lens, counts
 
 
 def run_evaluation(
@@ -454,13 +410,14 @@ def run_evaluation(
             bar = _progress(len(requests), budget, f"{name}", config.progress)
             for b in range(0, len(requests), config.batch_size):
                 batch = requests[b : b + config.batch_size]
-                texts, prompt_lens, new_counts = _generate(
+                texts, prompt_lens, new_counts = generate(
                     model,
                     tokenizer,
                     [prompts[item.id] for item, _ in batch],
-                    config,
-                    seed=config.seed * 1_000_003 + b,
                     max_new_tokens=budget,
+                    temperature=config.temperature if config.samples > 1 else None,
+                    top_p=config.top_p,
+                    seed=config.seed * 1_000_003 + b,
                     streamer=bar.streamer(len(batch)),
                 )
                 for (item, s), text, plen, ntok in zip(

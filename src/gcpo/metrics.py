@@ -1,4 +1,5 @@
-"""The per-step ``gcpo/*`` metrics of a scored batch, one definition for every trainer.
+"""The per-step ``gcpo/*`` metrics of a scored batch, one definition for every trainer, and
+what they add up to over a run (:func:`weight_summary`, :func:`train_reward_span`).
 
 :func:`score_metrics` is what the TRL trainer (``gcpo.trl.GCPOTrainer``) and the verl trainer
 mode (``gcpo.verl``) log each step, so a dashboard or ``gcpo compare`` reads the same names from
@@ -8,11 +9,13 @@ ones whose advantages the weights actually scale.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gcpo.scoring import ScoreResult
 
-__all__ = ["score_metrics"]
+__all__ = ["score_metrics", "train_reward_span", "weight_summary"]
 
 
 def score_metrics(result: ScoreResult) -> dict[str, float]:
@@ -50,3 +53,36 @@ def score_metrics(result: ScoreResult) -> dict[str, float]:
     out["gcpo/embed_s"] = float(result.timings.get("embed_s", 0.0))
     out["gcpo/signals_s"] = float(result.timings.get("signals_s", 0.0))
     return out
+
+
+def weight_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the weighting did over a run, from its logged steps: the applied weights (over
+    active groups, RD > 0), their spread, and how many groups per step were active.
+
+    ``few_active_groups`` is set when fewer than 2 groups were active in most steps: then
+    renormalisation forces the single active group's weight to 1 and the run is plain GRPO.
+    """
+
+    def values(key: str) -> list[float]:
+        return [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+
+    means, mins, maxs = values("gcpo/weight_mean"), values("gcpo/weight_min"), values("gcpo/weight_max")
+    stds, active = values("gcpo/weight_std"), values("gcpo/active_groups")
+    few = sum(a < 2 for a in active)
+    return {
+        "mean_weight": sum(means) / len(means) if means else None,
+        "min_weight": min(mins) if mins else None,
+        "max_weight": max(maxs) if maxs else None,
+        "weight_spread": sum(stds) / len(stds) if stds else None,
+        "mean_active_groups": sum(active) / len(active) if active else None,
+        "few_active_groups": bool(active) and few > len(active) / 2,
+    }
+
+
+def train_reward_span(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The training reward of the first and of the last logged step that has one."""
+    rewards = [r["reward"] for r in rows if r.get("reward") is not None]
+    return {
+        "train_reward_first": rewards[0] if rewards else None,
+        "train_reward_last": rewards[-1] if rewards else None,
+    }

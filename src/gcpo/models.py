@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "TINY_RANDOM",
     "cache_dir",
+    "generate",
     "load_policy",
     "load_tokenizer",
     "resolve_model_path",
@@ -186,3 +187,61 @@ def load_policy(
         model.to(device)  # type: ignore[arg-type]  # transformers types to() via a decorator
     model.eval()
     return model, tokenizer
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+    seed: int = 0,
+    streamer: Any = None,
+) -> tuple[list[str], list[int], list[int]]:
+    """Decoded new text, prompt lengths and new-token counts (trailing EOS / padding not
+    counted) of one batch of ``prompts``, generated without gradients in eval mode with left
+    padding (the model's mode and the tokenizer's padding side are restored afterwards).
+
+    Greedy when ``temperature`` is None, else sampled with ``temperature`` and ``top_p`` (no
+    top-k) after ``torch.manual_seed(seed)``. ``streamer`` is handed to ``generate`` and
+    ended when it returns.
+    """
+    import torch
+
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        device = next(model.parameters()).device
+        enc = {k: v.to(device) for k, v in enc.items()}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if temperature is None:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            torch.manual_seed(seed)
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        if streamer is not None:
+            kwargs["streamer"] = streamer
+        with torch.no_grad():
+            out = model.generate(**enc, **kwargs)
+        if streamer is not None:
+            streamer.end()
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    new = out[:, enc["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    counts = []
+    for row in new.tolist():
+        n = len(row)
+        while n and row[n - 1] in eos:
+            n -= 1
+        counts.append(n)
+    return texts, enc["attention_mask"].sum(dim=1).tolist(), counts

@@ -77,7 +77,7 @@ def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) ->
     """
     from gcpo.rewards import RewardStats, safe_reward
     from gcpo.train.data import build_data, load_reward
-    from gcpo.train.run import _grpo_args, fresh_run_dir
+    from gcpo.train.run import fresh_run_dir, grpo_args
 
     out = fresh_run_dir(config, run_dir)
     report = JsonlReport()
@@ -92,12 +92,7 @@ def check_training(config: TrainConfig, *, run_dir: str | Path | None = None) ->
         completions=[[{"role": "assistant", "content": str(r.get("answer", ""))}] for r in probe],
         **extra,
     )
-    args = _grpo_args(config, out)
-    if len(train_rows) * config.num_generations < args.generation_batch_size:
-        raise ConfigError(
-            f"num_train_prompts: {len(train_rows)} prompts x G={config.num_generations} is fewer "
-            f"than one generation batch ({args.generation_batch_size} completions)"
-        )
+    args = grpo_args(config, out, len(train_rows))
     w = config.weighting
     return {
         "run_dir": str(out),

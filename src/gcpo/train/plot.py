@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_metrics", "plot_metrics"]
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Training log rows of a metrics.jsonl (rows with a ``reward``; a cut last line is skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    rows = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "reward" in row:
-            rows.append(row)
-    return rows
+__all__ = ["plot_metrics"]
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import shutil
 import time
 import warnings
@@ -34,23 +33,14 @@ from typing import Any
 from gcpo.config import dump_yaml
 from gcpo.fields import ConfigError, validate
 from gcpo.io import JsonlReport, atomic_write_text
+from gcpo.metrics import train_reward_span, weight_summary
 from gcpo.plugins import PLUGINS_FILE, load_plugins, plugin_spec, run_plugins
 from gcpo.rewards import RewardStats, safe_reward
+from gcpo.rundir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, last_checkpoint, read_metrics
 from gcpo.train.config import GRPO_FIELDS, TrainConfig, load_train_config
 from gcpo.train.data import answer_fn_for, build_data, load_reward
 
-__all__ = [
-    "weight_summary",
-    "run_training",
-    "resume_training",
-    "resolve_run_dir",
-    "last_checkpoint",
-    "heldout_reward",
-]
-
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
+__all__ = ["grpo_args", "run_training", "resume_training", "resolve_run_dir"]
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
@@ -67,72 +57,9 @@ def resolve_run_dir(config: TrainConfig) -> Path:
         ) from None
 
 
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """Newest complete ``checkpoint-N`` in ``run_dir`` (one with trainer_state.json), or None."""
-    best: tuple[int, Path] | None = None
-    for p in Path(run_dir).glob("checkpoint-*"):
-        suffix = p.name.split("-", 1)[1]
-        if p.is_dir() and suffix.isdigit() and (p / "trainer_state.json").is_file():
-            step = int(suffix)
-            if best is None or step > best[0]:
-                best = (step, p)
-    return None if best is None else best[1]
-
-
-def heldout_reward(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict[str, Any]],
-    reward_fn: Any,
-    *,
-    max_new_tokens: int,
-    batch_size: int = 16,
-) -> float:
-    """Mean reward of greedy completions of ``rows`` (NaN when there are no rows)."""
-    import torch
-
-    if not rows:
-        return math.nan
-    was_training = model.training
-    model.eval()
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    scores: list[float] = []
-    try:
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            texts = [
-                tokenizer.apply_chat_template(
-                    r["prompt"], tokenize=False, add_generation_prompt=True
-                )
-                for r in chunk
-            ]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            completions = tokenizer.batch_decode(
-                out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
-            )
-            extra = {k: [r[k] for r in chunk] for k in chunk[0] if k != "prompt"}
-            values = reward_fn(
-                prompts=[r["prompt"] for r in chunk],
-                completions=[[{"role": "assistant", "content": c}] for c in completions],
-                **extra,
-            )
-            scores.extend(float(v) for v in values if v is not None)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return sum(scores) / len(scores) if scores else math.nan
-
-
-def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
+def grpo_args(config: TrainConfig, run_dir: Path, train_prompts: int) -> Any:
+    """TRL's ``GRPOConfig`` of a run; ConfigError when TRL rejects it or ``train_prompts``
+    prompts do not fill one generation batch."""
     from trl import GRPOConfig
 
     # the knobs TrainConfig owns, under their GRPOConfig names (tagged "grpo" in TrainConfig)
@@ -160,9 +87,15 @@ def _grpo_args(config: TrainConfig, run_dir: Path) -> Any:
             warnings.filterwarnings(
                 "ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning
             )
-            return GRPOConfig(**kwargs)
+            args: Any = GRPOConfig(**kwargs)  # TRL types generation_batch_size optional; set by now
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"trl: GRPOConfig rejected the arguments: {exc}") from None
+    if train_prompts * config.num_generations < args.generation_batch_size:
+        raise ConfigError(
+            f"num_train_prompts: {train_prompts} prompts x G={config.num_generations} is fewer "
+            f"than one generation batch ({args.generation_batch_size} completions)"
+        )
+    return args
 
 
 def _callbacks(run_dir: Path) -> list[Any]:
@@ -219,7 +152,7 @@ def _train_quietly(
     from gcpo.models import base_model_id, load_policy
     from gcpo.train.progress import CompactProgressCallback
     from gcpo.trl import GCPOTrainer
-    from gcpo.trl.callbacks import ConstantMetricsCallback
+    from gcpo.trl.callbacks import ConstantMetricsCallback, heldout_reward
     from gcpo.trl.checkpoint import replace_dir
 
     t_start = time.perf_counter()
@@ -243,12 +176,7 @@ def _train_quietly(
     reward_stats = RewardStats()
     user_reward = load_reward(config)
     reward_fn = safe_reward(user_reward, fail_fast=config.reward_fail_fast, stats=reward_stats)
-    args = _grpo_args(config, run_dir)
-    if len(train_rows) * config.num_generations < args.generation_batch_size:
-        raise ConfigError(
-            f"num_train_prompts: {len(train_rows)} prompts x G={config.num_generations} is fewer "
-            f"than one generation batch ({args.generation_batch_size} completions)"
-        )
+    args = grpo_args(config, run_dir, len(train_rows))
     model, tokenizer = load_policy(config.model)
 
     summary_path = run_dir / SUMMARY_FILE
@@ -315,7 +243,7 @@ def _train_quietly(
         if trainer.args.should_save:
             replace_dir(staged, final_dir)
 
-    from gcpo.train.plot import plot_metrics, read_metrics
+    from gcpo.train.plot import plot_metrics
 
     rows = read_metrics(run_dir / METRICS_FILE)
     plot_path = run_dir / "metrics.png"
@@ -333,12 +261,7 @@ def _train_quietly(
         "uniform_fallback_batches": trainer.gcpo_counts["uniform_fallback"],
         "inert_steps": trainer.gcpo_counts["inert_steps"],
         "rd_clipped_groups": trainer.gcpo_counts["rd_clipped"],
-        "train_reward_first": next(
-            (r["reward"] for r in rows if r.get("reward") is not None), None
-        ),
-        "train_reward_last": next(
-            (r["reward"] for r in reversed(rows) if r.get("reward") is not None), None
-        ),
+        **train_reward_span(rows),
         "wall_seconds_this_session": round(time.perf_counter() - t_start, 1),
         "run_dir": str(run_dir),
         "config": str(run_dir / CONFIG_FILE),
@@ -353,30 +276,6 @@ def _train_quietly(
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     return summary
-
-
-def weight_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the weighting did over a run, from its logged steps: the applied weights (over
-    active groups, RD > 0), their spread, and how many groups per step were active.
-
-    ``few_active_groups`` is set when fewer than 2 groups were active in most steps: then
-    renormalisation forces the single active group's weight to 1 and the run is plain GRPO.
-    """
-
-    def values(key: str) -> list[float]:
-        return [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-
-    means, mins, maxs = values("gcpo/weight_mean"), values("gcpo/weight_min"), values("gcpo/weight_max")
-    stds, active = values("gcpo/weight_std"), values("gcpo/active_groups")
-    few = sum(a < 2 for a in active)
-    return {
-        "mean_weight": sum(means) / len(means) if means else None,
-        "min_weight": min(mins) if mins else None,
-        "max_weight": max(maxs) if maxs else None,
-        "weight_spread": sum(stds) / len(stds) if stds else None,
-        "mean_active_groups": sum(active) / len(active) if active else None,
-        "few_active_groups": bool(active) and few > len(active) / 2,
-    }
 
 
 def fresh_run_dir(config: TrainConfig, run_dir: str | Path | None = None) -> Path:

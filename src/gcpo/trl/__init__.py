@@ -2,11 +2,10 @@
 
 from gcpo.tasks.prompts import prompt_text
 from gcpo.trl.callbacks import MetricsJsonlCallback
-from gcpo.trl.trainer import GCPO_STATE_FILE, GCPOTrainer, OneGroupPerBatchWarning
+from gcpo.trl.trainer import GCPOTrainer, OneGroupPerBatchWarning
 
 __all__ = [
     "GCPOTrainer",
-    "GCPO_STATE_FILE",
     "MetricsJsonlCallback",
     "OneGroupPerBatchWarning",
     "prompt_text",

@@ -15,12 +15,14 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.integrations import TensorBoardCallback
 
 from gcpo.io import append_jsonl, recover_jsonl
+from gcpo.models import generate
 
 __all__ = [
     "MetricsJsonlCallback",
     "ConstantMetricsCallback",
     "QuietTensorBoardCallback",
     "HeldoutRewardCallback",
+    "heldout_reward",
 ]
 
 
@@ -108,6 +110,37 @@ class QuietTensorBoardCallback(TensorBoardCallback):
         super().on_log(args, state, control, logs=logs, **kwargs)
 
 
+def heldout_reward(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    reward_fn: Any,
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> float:
+    """Mean reward of greedy completions of TRL ``rows`` (a chat ``prompt`` and the reward's
+    columns), scored by ``reward_fn`` with TRL's reward signature (NaN when there are no rows)."""
+    if not rows:
+        return math.nan
+    scores: list[float] = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        texts = [
+            tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+            for r in chunk
+        ]
+        completions, _, _ = generate(model, tokenizer, texts, max_new_tokens=max_new_tokens)
+        extra = {k: [r[k] for r in chunk] for k in chunk[0] if k != "prompt"}
+        values = reward_fn(
+            prompts=[r["prompt"] for r in chunk],
+            completions=[[{"role": "assistant", "content": c}] for c in completions],
+            **extra,
+        )
+        scores.extend(float(v) for v in values if v is not None)
+    return sum(scores) / len(scores) if scores else math.nan
+
+
 class HeldoutRewardCallback(TrainerCallback):
     """Greedy held-out reward every ``every`` steps, one JSON line per point appended to ``path``.
 
@@ -143,8 +176,6 @@ class HeldoutRewardCallback(TrainerCallback):
 
     def _score(self, step: int, state: TrainerState, kwargs: dict[str, Any]) -> None:
         import time
-
-        from gcpo.train.run import heldout_reward
 
         if step in self.scored or not state.is_world_process_zero:
             return

@@ -44,7 +44,6 @@ same ``[B, G, P]`` tensor. The monitor's window is saved in ``gcpo_state.json`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -61,10 +60,10 @@ from trl import GRPOTrainer
 from gcpo.advantages import weight_advantages
 from gcpo.embedders import Embedder, EmbedderConfig
 from gcpo.gradients import GradientConfig, GradientProbe, unpadded_sequences
-from gcpo.io import atomic_write_text
 from gcpo.metrics import score_metrics
 from gcpo.presets import preset
 from gcpo.rewards import sanitize_rewards
+from gcpo.rundir import STATE_FILE, read_state, write_state
 from gcpo.scoring import FunctionScorer, Groups, GroupScorer, ScoreResult, WeightFunction
 from gcpo.signals import gradient_noise_stats, reward_dispersion
 from gcpo.tasks.prompts import completion_text, prompt_text
@@ -72,9 +71,7 @@ from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, stagin
 from gcpo.trl.monitor import AlignmentMonitor
 from gcpo.weighting import WeightingConfig, WeightingState, active_groups, is_weighted
 
-__all__ = ["GCPOTrainer", "GCPO_STATE_FILE", "OneGroupPerBatchWarning"]
-
-GCPO_STATE_FILE = "gcpo_state.json"
+__all__ = ["GCPOTrainer", "OneGroupPerBatchWarning"]
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +260,7 @@ class GCPOTrainer(GRPOTrainer):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 folder = os.path.join(self._gcpo_staging, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-                saved = {**self.gcpo_state_dict(), "monitor": self._monitor_state_dict()}
-                atomic_write_text(os.path.join(folder, GCPO_STATE_FILE), json.dumps(saved))
+                write_state(folder, {**self.gcpo_state_dict(), "monitor": self._monitor_state_dict()})
         finally:
             self._gcpo_staging = None
         self.accelerator.wait_for_everyone()
@@ -285,15 +281,13 @@ class GCPOTrainer(GRPOTrainer):
     def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[no-untyped-def]
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None:
-            path = os.path.join(checkpoint, GCPO_STATE_FILE)
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8") as f:
-                    saved = json.load(f)
+            saved = read_state(checkpoint)
+            if saved is not None:
                 self.load_gcpo_state_dict(saved)
                 self._load_monitor_state_dict(saved.get("monitor") if isinstance(saved, dict) else None)
             elif self.gcpo_state is not None:
                 raise ValueError(
-                    f"checkpoint {checkpoint!r}: no {GCPO_STATE_FILE}; the rank-normalisation window "
+                    f"checkpoint {checkpoint!r}: no {STATE_FILE}; the rank-normalisation window "
                     "cannot be restored (was it written by plain GRPOTrainer?)"
                 )
 
