@@ -4,7 +4,7 @@ These tests need the separate verl environment that ``.ci/verl.sh`` builds (verl
 transformers than gcpo's main environment). Elsewhere they skip, except under
 ``GCPO_REQUIRE_VERL=1`` (set by .ci/verl.sh), where a missing verl is an error.
 
-What runs for real: verl's default trainer config, ``GCPOTrainer.__init__`` (the replay buffer
+What runs for real: verl's default trainer config, ``GCPOVerlTrainer.__init__`` (the replay buffer
 it builds), verl's ``PPOTrainer._compute_advantage`` (GRPO, multi-turn sessions, TransferQueue
 reads and writes) followed by gcpo's weighting, verl's ``_save_checkpoint`` /
 ``_load_checkpoint`` with a stub actor worker group and data loader (no model, no rollout

@@ -11,7 +11,7 @@ run (``algorithm.adv_estimator=grpo``)::
 or start from ``gcpo_trainer.yaml`` in :data:`CONFIG_DIR` (verl's ``ppo_trainer`` with the mode
 and every setting, so no ``+``): ``--config-path=CONFIG_DIR --config-name=gcpo_trainer``.
 
-The mode is verl's synchronous v1 trainer (:class:`gcpo.verl.trainer.GCPOTrainer`, a subclass of
+The mode is verl's synchronous v1 trainer (:class:`gcpo.verl.trainer.GCPOVerlTrainer`, a subclass of
 ``PPOTrainerSync``): inside verl's own advantage step, right after GRPO, it computes one weight
 per prompt group with one :class:`gcpo.scoring.GroupScorer` for the run (every preset and
 registered signal; what a batch computes comes from the scorer's declared needs) and multiplies
@@ -45,11 +45,9 @@ if TYPE_CHECKING:
         VerlGCPOConfig,
         weighting_for,
     )
-    from gcpo.verl.trainer import GCPOTrainer  # noqa: F401  (lazy, see __getattr__)
 
 __all__ = [
     "CONFIG_DIR",
-    "TRAINER_MODE",
     "GCPOAdvantageStep",
     "PackedIds",
     "StepResult",
@@ -58,7 +56,6 @@ __all__ = [
     "weighting_for",
 ]
 
-TRAINER_MODE = "gcpo"
 #: Directory of ``gcpo_trainer.yaml``: verl's ``ppo_trainer`` config with the gcpo mode and all
 #: its settings (``--config-path=CONFIG_DIR --config-name=gcpo_trainer``; no ``+`` needed).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs" / "verl")
@@ -82,7 +79,8 @@ _LAZY = {
     "StepResult": "gcpo.verl.step",
     "VerlGCPOConfig": "gcpo.verl.step",
     "weighting_for": "gcpo.verl.step",
-    "GCPOTrainer": "gcpo.verl.trainer",
+    "GCPOVerlTrainer": "gcpo.verl.trainer",
+    "TRAINER_MODE": "gcpo.verl.trainer",
 }
 
 

@@ -1,6 +1,6 @@
 """The GCPO addition to one verl step, without verl: token ids + rewards -> one weight per group.
 
-:class:`GCPOAdvantageStep` is what :class:`gcpo.verl.trainer.GCPOTrainer` runs after verl has
+:class:`GCPOAdvantageStep` is what :class:`gcpo.verl.trainer.GCPOVerlTrainer` runs after verl has
 computed its GRPO advantages. It is kept free of verl (and of Ray / TransferQueue) so that it can
 be tested and benchmarked in gcpo's own environment. Per batch it:
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from gcpo import fields as cfg  # the typed fields (field, validate, from_dict, to_dict)
+from gcpo import fields  # the typed fields (field, validate)
 from gcpo.embedders import Embedder, EmbedderConfig, StaticEmbedder, get_embedder
 from gcpo.fields import ConfigError
 from gcpo.metrics import score_metrics
@@ -50,34 +50,34 @@ STATE_VERSION = 1
 class VerlGCPOConfig:
     """GCPO settings of the verl plugin (``trainer.v1.gcpo`` in verl's config)."""
 
-    preset: str = cfg.field(
+    preset: str = fields.field(
         "gcpo",
         help="weighting preset; the 'weighting' fields override it",
         names=available_presets,
     )
-    weighting: dict[str, Any] = cfg.field(
+    weighting: dict[str, Any] = fields.field(
         default_factory=dict,
         help="overrides of gcpo.weighting.WeightingConfig fields, e.g. {alpha: 0.5}",
     )
-    embedder: str = cfg.field(
+    embedder: str = fields.field(
         "static-minilm",
         help="sentence embedder: 'static-minilm' (default: fast, runs in verl's TaskRunner on CPU), "
         "'all-MiniLM-L6-v2', 'hashing', or a local model directory",
     )
-    embed_token_ids: bool = cfg.field(
+    embed_token_ids: bool = fields.field(
         True,
         help="with a static embedder: re-index it to the policy's vocabulary and embed the "
         "generated token ids directly (no re-tokenization of the decoded text)",
     )
-    embedder_batch_size: int = cfg.field(
+    embedder_batch_size: int = fields.field(
         64, help="texts per forward pass of a sentence-transformers embedder", min=1
     )
-    device: str = cfg.field(
+    device: str = fields.field(
         "cpu",
         help="embedder device: only 'cpu' (the gcpo step runs in verl's TaskRunner actor, "
         "which Ray starts without GPUs)",
     )
-    extra_signals: list[str] = cfg.field(
+    extra_signals: list[str] = fields.field(
         default_factory=list,
         help="more signals to log each step without changing the weights, e.g. [se, cd, bot]",
     )
@@ -231,7 +231,7 @@ class GCPOAdvantageStep:
     def __init__(
         self, settings: VerlGCPOConfig, tokenizer: Any, embedder: Embedder | None = None
     ) -> None:
-        cfg.validate(settings, prefix="trainer.v1.gcpo.")
+        fields.validate(settings, prefix="trainer.v1.gcpo.")
         if settings.device != "cpu":
             raise ConfigError(
                 f"trainer.v1.gcpo.device: got {settings.device!r}; the gcpo step runs in verl's "

@@ -1,6 +1,6 @@
 """verl's synchronous v1 trainer with GCPO group weights: ``trainer.v1.trainer_mode=gcpo``.
 
-:class:`GCPOTrainer` is verl's own ``PPOTrainerSync`` with three methods extended, nothing
+:class:`GCPOVerlTrainer` is verl's own ``PPOTrainerSync`` with three methods extended, nothing
 replaced:
 
 - ``_compute_advantage``: verl's own code runs (KL-in-reward, rollout correction, multi-turn
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import json
 import logging
 import os
 import time
@@ -46,12 +45,12 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from gcpo.advantages import weight_advantages
 from gcpo.fields import ConfigError, from_dict
+from gcpo.rundir import STATE_FILE, read_state, write_state
 from gcpo.verl.step import GCPOAdvantageStep, PackedIds, VerlGCPOConfig
 
-__all__ = ["TRAINER_MODE", "GCPOTrainer", "register", "settings_from_verl_config"]
+__all__ = ["TRAINER_MODE", "GCPOVerlTrainer", "register", "settings_from_verl_config"]
 
 TRAINER_MODE = "gcpo"
-STATE_FILE = "gcpo_state.json"
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def _final_rows(keys: list[str], tags: list[dict[str, Any]]) -> list[int]:
     return [i for _, i in last.values()]
 
 
-# The advantage step of the GCPOTrainer call in progress (in this thread / task), or None:
+# The advantage step of the GCPOVerlTrainer call in progress (in this thread / task), or None:
 # outside such a call the two hooks below pass straight through to verl / TransferQueue.
 _ACTIVE: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("gcpo_verl", default=None)
 # verl's advantage read asks for these (trainer_base.PPOTrainer._compute_advantage)
@@ -99,9 +98,9 @@ _VERL_ADVANTAGE_READ = {"uid", "response_mask", "rm_scores"}
 
 
 class _Call:
-    """State of one ``GCPOTrainer._compute_advantage`` call."""
+    """State of one ``GCPOVerlTrainer._compute_advantage`` call."""
 
-    def __init__(self, trainer: GCPOTrainer, step: GCPOAdvantageStep, batch: Any) -> None:
+    def __init__(self, trainer: GCPOVerlTrainer, step: GCPOAdvantageStep, batch: Any) -> None:
         self.trainer = trainer
         self.step = step
         self.keys = list(batch.keys)
@@ -196,7 +195,8 @@ def _hooked_advantage(original: Any) -> Any:
 
 def _install_hooks() -> None:
     """Wrap TransferQueue's ``kv_batch_get`` and verl's ``compute_advantage_for_multi_trajectories``
-    (as ``trainer_base`` calls them) once; both pass through unless a GCPOTrainer call is active."""
+    (as ``trainer_base`` calls them) once; both pass through unless a GCPOVerlTrainer call is
+    active."""
     if not hasattr(tq, "kv_batch_get") or not hasattr(
         trainer_base, "compute_advantage_for_multi_trajectories"
     ):
@@ -211,7 +211,7 @@ def _install_hooks() -> None:
         trainer_base.compute_advantage_for_multi_trajectories = _hooked_advantage(fn)
 
 
-class GCPOTrainer(PPOTrainerSync):
+class GCPOVerlTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` whose GRPO advantages are weighted per group by GCPO."""
 
     # verl tests ``trainer_mode == "sync"``; keep the requested name for messages only.
@@ -277,14 +277,7 @@ class GCPOTrainer(PPOTrainerSync):
         folder = os.path.join(
             self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"
         )
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, STATE_FILE)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self._gcpo_step().state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_state(folder, self._gcpo_step().state_dict())
         # verl writes latest_checkpointed_iteration.txt last, so a checkpoint it calls complete
         # has the gcpo state too.
         super()._save_checkpoint()
@@ -304,21 +297,20 @@ class GCPOTrainer(PPOTrainerSync):
         folder = self._resume_folder()
         if folder is None:
             return
-        path = os.path.join(folder, STATE_FILE)
-        if not os.path.isfile(path):
+        saved = read_state(folder)
+        if saved is None:
             logger.warning(
                 "gcpo: %s has no %s (not saved by the gcpo trainer); the rank window starts empty",
                 folder,
                 STATE_FILE,
             )
             return
-        with open(path) as f:
-            self._gcpo_step().load_state_dict(json.load(f))
-        logger.info("gcpo: restored the rank window from %s", path)
+        self._gcpo_step().load_state_dict(saved)
+        logger.info("gcpo: restored the rank window from %s", os.path.join(folder, STATE_FILE))
 
 
 def register() -> None:
-    """Register :class:`GCPOTrainer` as verl trainer mode ``"gcpo"`` (idempotent)."""
+    """Register :class:`GCPOVerlTrainer` as verl trainer mode ``"gcpo"`` (idempotent)."""
     _install_hooks()
-    if TRAINER_REGISTRY.get(TRAINER_MODE) is not GCPOTrainer:
-        register_trainer(TRAINER_MODE)(GCPOTrainer)
+    if TRAINER_REGISTRY.get(TRAINER_MODE) is not GCPOVerlTrainer:
+        register_trainer(TRAINER_MODE)(GCPOVerlTrainer)
