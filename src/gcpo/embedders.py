@@ -409,7 +409,7 @@ class SentenceEmbedder:
 # ---------------------------------------------------------------------------------------------
 
 STATIC_EMBEDDER = "static-minilm"
-_STATIC_ALIASES = ("static-minilm", "static")
+_STATIC_ALIASES = (STATIC_EMBEDDER, "static")
 
 
 def is_static_embedder(name: str) -> bool:

@@ -10,7 +10,6 @@ __all__ = [
     "RD_COLUMN",
     "signal_label",
     "signal_plan",
-    "column_descriptions",
     "make_scorers",
     "group_signals",
     "preset_columns",
@@ -66,13 +65,6 @@ def signal_plan(
         columns.setdefault(label, config)
         preset_column[name] = label
     return columns, preset_column
-
-
-def column_descriptions(columns: dict[str, Any]) -> dict[str, str]:
-    """Column -> what it is (the registered description; higher = more uncertain)."""
-    from gcpo.signals import get_signal
-
-    return {col: get_signal(c.signal).description for col, c in columns.items()}
 
 
 def group_signals(groups: Any, scorers: list[tuple[Any, list[str]]]) -> dict[str, float]:
