@@ -64,7 +64,7 @@ def test_config_rejects_unknown_preset():
 
 def test_sampling_logprobs_match_a_full_forward():
     """l_i and token entropy taken from the generation logits equal a fresh forward pass."""
-    from gcpo.diagnostics.gradients import completion_gradients, select_parameters
+    from gcpo.gradients import completion_gradients, select_parameters
     from gcpo.models import load_policy
 
     cfg = AnalyzeConfig(
@@ -159,9 +159,9 @@ def test_other_objective_from_rescaled_gradients_equals_a_run_of_it():
     equal those of a run made with that objective, on the same seeded completions."""
     from gcpo.diagnostics.analyze import _analyse_group
     from gcpo.diagnostics.columns import make_scorers
-    from gcpo.diagnostics.gradients import select_parameters
     from gcpo.diagnostics.items import Item
     from gcpo.embedders import get_embedder
+    from gcpo.gradients import select_parameters
     from gcpo.models import load_policy
     from gcpo.tasks.registry import TaskKind
 

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from gcpo.diagnostics.gradients import completion_gradients, frozen_except, select_parameters
-from gcpo.diagnostics.projection import CountSketch
+from gcpo.gradients import CountSketch, completion_gradients, frozen_except, select_parameters
 
 
 def _tiny_llama():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gcpo.diagnostics.projection import CountSketch
+from gcpo.gradients import CountSketch
 
 
 def test_projection_is_seeded_and_linear():

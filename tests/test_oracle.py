@@ -130,16 +130,6 @@ def test_gradient_config_validation() -> None:
         GradientConfig(params="layers.(")
 
 
-def test_analyze_gradient_machinery_is_the_glue_module() -> None:
-    import gcpo.diagnostics.gradients as dg
-    import gcpo.diagnostics.projection as dp
-    import gcpo.gradients as g
-
-    assert dg.completion_gradients is g.completion_gradients
-    assert dg.select_parameters is g.select_parameters
-    assert dp.CountSketch is g.CountSketch
-
-
 # -- the trainer ----------------------------------------------------------------------------------
 
 trl = pytest.importorskip("trl")

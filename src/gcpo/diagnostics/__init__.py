@@ -1,12 +1,11 @@
 """Diagnostics: does an uncertainty signal track per-prompt policy-gradient noise?
 
-``gradients`` computes per-completion policy gradients on a parameter subset, ``projection`` a
-seeded CountSketch that keeps them memory-bounded, ``stats`` the per-group gradient variance /
-noise-to-signal ratio and the rank correlations, ``analyze`` the end-to-end pipeline behind
-``gcpo analyze``.
+``stats`` computes the per-group gradient variance / noise-to-signal ratio and the rank
+correlations, ``analyze`` is the end-to-end pipeline behind ``gcpo analyze``; the per-completion
+policy gradients and their seeded CountSketch come from :mod:`gcpo.gradients`, shared with the
+trainer.
 """
 
-from gcpo.diagnostics.projection import CountSketch
 from gcpo.diagnostics.stats import (
     Correlation,
     GradientNoise,
@@ -16,6 +15,7 @@ from gcpo.diagnostics.stats import (
     partial_spearman,
     spearman,
 )
+from gcpo.gradients import CountSketch
 
 __all__ = [
     "CountSketch",

@@ -2,7 +2,7 @@
 
 For each of N prompts: sample G completions from the policy, score them (rewards), compute every
 uncertainty signal of the group, the GRPO advantages ``A_i``, and the per-completion policy
-gradients ``g_i = A_i * grad l_i`` on a parameter subset (see :mod:`gcpo.diagnostics.gradients`),
+gradients ``g_i = A_i * grad l_i`` on a parameter subset (see :mod:`gcpo.gradients`),
 then the group's gradient variance V, ``||g_bar||^2`` and NSR. Each finished group is appended to
 ``groups.jsonl`` at once, so an interrupted run resumes where it stopped. At the end, the
 calibrated/weighted form of every weighting preset is computed over all groups and the outputs
@@ -238,8 +238,8 @@ def _analyse_group(
     import torch
 
     from gcpo.advantages import grpo_advantages
-    from gcpo.diagnostics.gradients import completion_gradients
     from gcpo.diagnostics.stats import gradient_noise
+    from gcpo.gradients import completion_gradients
     from gcpo.scoring import Groups
 
     started = time.perf_counter()
@@ -438,9 +438,8 @@ def run_analysis(
     import torch
     from tqdm.auto import tqdm
 
-    from gcpo.diagnostics.gradients import select_parameters
-    from gcpo.diagnostics.projection import CountSketch
     from gcpo.embedders import get_embedder
+    from gcpo.gradients import CountSketch, select_parameters
     from gcpo.io import append_jsonl, recover_jsonl
     from gcpo.models import load_policy
 
