@@ -356,7 +356,7 @@ def plan_runs(c: CompareConfig) -> list[RunStatus]:
             res = Path(c.results) / "runs" / name
             heavy = Path(c.runs) / name
             ckpt = last_checkpoint(heavy) if heavy.is_dir() else None
-            if _finished(res):
+            if _load_run(Path(c.results), name) is not None:
                 state = "done"
             elif ckpt is not None:
                 state = "resume"
@@ -364,16 +364,6 @@ def plan_runs(c: CompareConfig) -> list[RunStatus]:
                 state = "fresh"
             out.append(RunStatus(preset, seed, name, state, ckpt, res, heavy))
     return out
-
-
-def _finished(results_dir: Path) -> bool:
-    path = results_dir / "summary.json"
-    if not path.is_file():
-        return False
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("finished"))
-    except json.JSONDecodeError:
-        return False
 
 
 def _metrics_extract(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -579,10 +569,12 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float | None, 
 
 
 def _load_run(results: Path, name: str) -> dict[str, Any] | None:
+    """The summary of run ``name`` in ``results`` once it is finished, else None."""
     path = results / "runs" / name / "summary.json"
-    if not path.is_file():
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError:
         return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
     return summary if summary.get("finished") else None
 
 
