@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gcpo.io import atomic_write_text
+from gcpo.io import atomic_write_text, read_jsonl
 
 __all__ = [
     "CONFIG_FILE",
@@ -53,15 +53,5 @@ def read_state(checkpoint: str | os.PathLike[str]) -> Any:
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Training log rows of a metrics.jsonl (rows with a ``reward``; a cut last line is skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    rows = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "reward" in row:
-            rows.append(row)
-    return rows
+    rows = read_jsonl(path, skip_bad_rows=True, allow_empty=True) if Path(path).is_file() else []
+    return [r for r in rows if "reward" in r]
