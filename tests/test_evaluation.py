@@ -559,8 +559,8 @@ def test_eval_progress_moves_per_token_step_and_hints_on_cpu(
     import gcpo.evaluation as ev
 
     bars: list = []
-    real = ev._progress
-    monkeypatch.setattr(ev, "_progress", lambda *a: bars.append(real(*a)) or bars[-1])
+    real = ev._Progress
+    monkeypatch.setattr(ev, "_Progress", lambda *a: bars.append(real(*a)) or bars[-1])
     run, _ = _fake_run(tmp_path)
     model = StreamingModel()
     cfg = EvalConfig(model=str(run / "final"), batch_size=4, max_new_tokens=1024)

@@ -407,7 +407,7 @@ def run_evaluation(
                     file=sys.stderr,
                     flush=True,
                 )
-            bar = _progress(len(requests), budget, f"{name}", config.progress)
+            bar = _Progress(len(requests), budget, name, config.progress)
             for b in range(0, len(requests), config.batch_size):
                 batch = requests[b : b + config.batch_size]
                 texts, prompt_lens, new_counts = generate(
@@ -549,10 +549,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, budget: int, desc: str, enabled: bool) -> _Progress:
-    return _Progress(total, budget, desc, enabled)
 
 
 def summarize(rows: list[dict[str, Any]], *, samples: int | None = None) -> dict[str, Any]:

@@ -200,14 +200,9 @@ def generate(
     seed: int = 0,
     streamer: Any = None,
 ) -> tuple[list[str], list[int], list[int]]:
-    """Decoded new text, prompt lengths and new-token counts (trailing EOS / padding not
-    counted) of one batch of ``prompts``, generated without gradients in eval mode with left
-    padding (the model's mode and the tokenizer's padding side are restored afterwards).
-
-    Greedy when ``temperature`` is None, else sampled with ``temperature`` and ``top_p`` (no
-    top-k) after ``torch.manual_seed(seed)``. ``streamer`` is handed to ``generate`` and
-    ended when it returns.
-    """
+    """New text, prompt lengths and new-token counts (without trailing EOS / padding) of one
+    batch of ``prompts``: left-padded, in eval mode, greedy when ``temperature`` is None, else
+    sampled (``top_p``, no top-k) after ``torch.manual_seed(seed)``."""
     import torch
 
     was_training, side = model.training, tokenizer.padding_side

@@ -51,18 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config_path(config: str | None) -> Any:
-    """The config file: the one named, a recipe by name, else the quickstart; ``KEY=VALUE``
-    overrides and flags apply on top of it either way, so ``gcpo train max_steps=1`` and
-    ``gcpo train --max-steps 1`` are the same run."""
-    from gcpo.io import find_config
-    from gcpo.train.config import QUICKSTART, RECIPES_DIR
-
-    if config is None:
-        return QUICKSTART
-    return find_config(config, RECIPES_DIR, key="config", kind="recipe")
-
-
 def _print_summary(s: dict[str, Any]) -> None:
     def fmt(v: Any) -> str:
         return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.3f}"
@@ -142,6 +130,8 @@ def alignment_lines(alignment: dict[str, Any] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from gcpo.fields import ConfigError
+    from gcpo.io import find_config
+    from gcpo.train.config import QUICKSTART, RECIPES_DIR
     from gcpo.train.run import resume_training, run_training
 
     bound = binding()
@@ -153,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
             )
         summary = resume_training(args.resume, bound.overrides(args), plugins=args.plugin)
     else:
-        config = bound.load(args, path=_config_path(bound.config_path(args)))
+        # the file named, a recipe by name, else the quickstart; overrides and flags go on top
+        # either way, so `gcpo train max_steps=1` and `gcpo train --max-steps 1` are one run
+        path, name = QUICKSTART, bound.config_path(args)
+        if name is not None:
+            path = find_config(name, RECIPES_DIR, key="config", kind="recipe")
+        config = bound.load(args, path=path)
         if args.check:
             from gcpo.train.check import check_training
 

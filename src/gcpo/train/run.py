@@ -134,14 +134,8 @@ def quiet_unscorable_warning() -> Iterator[None]:
         target.removeFilter(f)
 
 
+@quiet_unscorable_warning()
 def _train(
-    config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any] = ()
-) -> dict[str, Any]:
-    with quiet_unscorable_warning():
-        return _train_quietly(config, run_dir, checkpoint, callbacks)
-
-
-def _train_quietly(
     config: TrainConfig, run_dir: Path, checkpoint: Path | None, callbacks: Sequence[Any]
 ) -> dict[str, Any]:
     import torch
