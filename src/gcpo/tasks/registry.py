@@ -78,7 +78,6 @@ class TaskKind:
     prompt: Callable[[str, str | None], str] = _question_only
     binary: bool = True
     metrics: tuple[str, ...] = ()
-    headline: str = "pass@1"
     make_rows: Callable[..., list[dict[str, Any]]] | None = None
     batch_reward: Callable[..., list[float]] | None = None
 
@@ -257,7 +256,6 @@ register_task(
         prompt=_qa_prompt,
         binary=False,
         metrics=("em", "f1", "cover_em"),
-        headline="f1",
     )
 )
 for _name, _description in (
