@@ -1,11 +1,7 @@
-"""The import graph of src/gcpo has no cycle and no upward edge between layers.
-
-Layers, bottom to top: core (docs/design.md section 9) -> glue (every module no layer names:
-scoring, embedders, presets, config, io, models, tasks, ...) -> adapters -> recipes -> cli. A
-module may import its own layer or one below it. Read statically with ``ast`` from every
-module's source: absolute and relative imports, at module level, in functions and under
-``TYPE_CHECKING``; an edge goes to the module named (``from gcpo.tasks import math``:
-gcpo.tasks.math), not to the packages Python loads on the way.
+"""The import graph of src/gcpo has no cycle and no upward edge between layers (bottom to top:
+core, glue = every module no layer names, adapters, recipes, cli; docs/design.md section 9).
+Read with ``ast`` from the source: absolute and relative imports, at module level, in functions
+and under ``TYPE_CHECKING``; an edge goes to the module named, not to packages loaded on the way.
 """
 
 from __future__ import annotations

@@ -212,19 +212,16 @@ def generate(
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "pad_token_id": tokenizer.pad_token_id,
-        }
-        if temperature is None:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
+        kwargs: dict[str, Any] = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if temperature is not None:
             torch.manual_seed(seed)
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+            kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
         if streamer is not None:
             kwargs["streamer"] = streamer
         with torch.no_grad():
-            out = model.generate(**enc, **kwargs)
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs
+            )
         if streamer is not None:
             streamer.end()
     finally:

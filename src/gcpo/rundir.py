@@ -12,15 +12,9 @@ from typing import Any
 from gcpo.io import atomic_write_text, read_jsonl
 
 __all__ = [
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "STATE_FILE",
-    "SUMMARY_FILE",
-    "last_checkpoint",
-    "read_metrics",
-    "read_state",
-    "write_state",
-]
+    "CONFIG_FILE", "METRICS_FILE", "STATE_FILE", "SUMMARY_FILE",
+    "last_checkpoint", "read_metrics", "read_state", "write_state",
+]  # fmt: skip
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"

@@ -121,8 +121,6 @@ def heldout_reward(
 ) -> float:
     """Mean reward of greedy completions of TRL ``rows`` (a chat ``prompt`` and the reward's
     columns), scored by ``reward_fn`` with TRL's reward signature (NaN when there are no rows)."""
-    if not rows:
-        return math.nan
     scores: list[float] = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]

@@ -260,7 +260,8 @@ class GCPOTrainer(GRPOTrainer):
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 folder = os.path.join(self._gcpo_staging, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-                write_state(folder, {**self.gcpo_state_dict(), "monitor": self._monitor_state_dict()})
+                saved = {**self.gcpo_state_dict(), "monitor": self._monitor_state_dict()}
+                write_state(folder, saved)
         finally:
             self._gcpo_staging = None
         self.accelerator.wait_for_everyone()
