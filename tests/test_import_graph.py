@@ -22,9 +22,6 @@ LAYERS = (  # bottom to top; the package itself (a version string) is below them
     ("cli", ("gcpo.cli",)),
     ("main", ("gcpo.__main__",)),
 )
-# Known exception: gcpo.config <-> gcpo.presets (preset resolution), untangled by part B of the
-# refactor "One way through the house"; delete this edge from here with it.
-KNOWN_CYCLE_EDGE = ("gcpo.config", "gcpo.presets")
 
 
 def rank(module: str) -> int:
@@ -103,9 +100,7 @@ def test_the_checks_find_a_cycle_and_an_upward_edge() -> None:
 
 
 def test_no_import_cycle() -> None:
-    assert cycle(GRAPH) != []  # the known exception still exists: else delete it here
-    a, b = KNOWN_CYCLE_EDGE
-    assert cycle({**GRAPH, a: GRAPH[a] - {b}}) == []
+    assert cycle(GRAPH) == []
 
 
 def test_no_upward_import() -> None:
