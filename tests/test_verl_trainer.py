@@ -96,6 +96,12 @@ def make_trainer(config: Any) -> Any:
     return trainer
 
 
+def _uid(gen: torch.Generator) -> str:
+    """A uid drawn from the batch's generator: the same batch (seed) gets the same uids, so a
+    test's weights do not depend on random uid strings (each batch has its own partition)."""
+    return uuid.UUID(int=int(torch.randint(2**62, (1,), generator=gen))).hex
+
+
 def put_batch(
     tq: Any, seed: int, with_logprobs: bool = True, with_ref: bool = False
 ) -> tuple[Any, dict[str, Any]]:
@@ -115,13 +121,13 @@ def put_batch(
     rows: list[dict[str, Any]] = []
     names = {}
     for name, n in plan:
-        uid = uuid.uuid4().hex
+        uid = _uid(gen)
         names[uid] = name
         for s in range(n):
             text = TEXTS[int(torch.randint(len(TEXTS), (1,), generator=gen))]
             score = 1.0 if name == "const" else float(torch.randint(0, 2, (1,), generator=gen))
             rows.append({"key": f"{uid}_{s}_0", "uid": uid, "text": text, "score": score})
-    uid = uuid.uuid4().hex
+    uid = _uid(gen)
     names[uid] = "multi"
     for s, turns in enumerate([2, 1, 1]):
         for t in range(turns):
@@ -129,7 +135,7 @@ def put_batch(
             rows.append({"key": f"{uid}_{s}_{t}", "uid": uid, "text": text, "score": float(s == 0)})
     order = torch.randperm(len(rows), generator=gen).tolist()
     rows = [rows[i] for i in order]
-    pad_uid = f"pad{uuid.uuid4().hex}"
+    pad_uid = f"pad{_uid(gen)}"
     rows.append({"key": f"{pad_uid}_0_0", "uid": pad_uid, "text": "", "score": 0.0, "pad": True})
 
     def jagged(values: list[torch.Tensor]) -> torch.Tensor:
