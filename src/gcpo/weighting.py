@@ -477,8 +477,7 @@ def normalize(
     """
     u = uncertainty.to(torch.float64)
     if config.normalization == "rank":
-        rd = None if reward_dispersion is None else reward_dispersion.to(torch.float64)
-        return _check_state(state, "rank normalisation").rank(u, rd)
+        return _check_state(state, "rank normalisation").rank(u, reward_dispersion)
     if bound is None:
         spec = get_signal(config.signal)
         if spec.bound is None:

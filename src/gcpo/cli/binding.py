@@ -52,6 +52,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-").replace(".", "-")
 
 
+def _registered(f: dataclasses.Field[Any]) -> str:
+    """``; registered: a, b`` for a field whose values come from a registry (``names``): what it
+    holds when the help is built, plugins included; else ''."""
+    names = f.metadata.get("names")
+    return f"; registered: {', '.join(names())}" if names else ""
+
+
 def _default_text(f: dataclasses.Field[Any]) -> str:
     if f.default is not dataclasses.MISSING:
         value = f.default
@@ -135,10 +142,8 @@ class Binding:
             names = [flag, *self.aliases.get(path, ())]
             if f is None:  # an extra flag for a nested field
                 nested = self._nested_field(path)
-                text = f"{nested.metadata.get('help', path)}"
-                if "names" in nested.metadata:
-                    text += f"; registered: {', '.join(nested.metadata['names']())}"
-                text += f" (sets {path}; default: "
+                text = f"{nested.metadata.get('help', path)}{_registered(nested)} (sets {path}; "
+                text += "default: "
                 text += f"{_default_text(nested)})"
                 metavar = path.rsplit(".", 1)[-1].upper()
                 target.add_argument(
@@ -161,8 +166,7 @@ class Binding:
                 default = _default_text(f)
                 if "choices" in f.metadata:
                     text += f"; one of {', '.join(map(str, f.metadata['choices']))}"
-                if "names" in f.metadata:  # a registry: what it holds now, plugins included
-                    text += f"; registered: {', '.join(f.metadata['names']())}"
+                text += _registered(f)
                 if f.name == "preset":
                     text += "; replaces the config file's preset and drops its weighting fields"
             metavar = path.rsplit(".", 1)[-1].upper()
