@@ -49,6 +49,7 @@ __all__ = [
     "rewrite_key",
     "set_path",
     "help_lines",
+    "registered_text",
 ]
 
 
@@ -333,6 +334,13 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def registered_text(f: dataclasses.Field[Any]) -> str:
+    """``; registered: a, b`` for a field whose values come from a registry (``names``): what it
+    holds when the help is built, plugins included; else ''."""
+    names = f.metadata.get("names")
+    return f"; registered: {', '.join(names())}" if names else ""
+
+
 def help_lines(cls: type, prefix: str = "") -> list[str]:
     """``name (type, default): help`` for every field, recursing into nested dataclasses."""
     lines = []
@@ -352,6 +360,8 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
         extra = ""
         if "choices" in f.metadata:
             extra = f"; one of {', '.join(map(str, f.metadata['choices']))}"
+        else:
+            extra = registered_text(f)
         lines.append(
             f"{prefix}{f.name} ({_type_name(tp)}, default {default}): "
             f"{f.metadata.get('help', '')}{extra}"

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gcpo.config import load
+from gcpo.fields import registered_text
 from gcpo.plugins import load_plugins
 
 __all__ = ["Binding"]
@@ -50,13 +51,6 @@ _DEST = "cfg__"  # argparse dest prefix of the flags a binding adds
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-").replace(".", "-")
-
-
-def _registered(f: dataclasses.Field[Any]) -> str:
-    """``; registered: a, b`` for a field whose values come from a registry (``names``): what it
-    holds when the help is built, plugins included; else ''."""
-    names = f.metadata.get("names")
-    return f"; registered: {', '.join(names())}" if names else ""
 
 
 def _default_text(f: dataclasses.Field[Any]) -> str:
@@ -142,7 +136,7 @@ class Binding:
             names = [flag, *self.aliases.get(path, ())]
             if f is None:  # an extra flag for a nested field
                 nested = self._nested_field(path)
-                text = f"{nested.metadata.get('help', path)}{_registered(nested)} (sets {path}; "
+                text = f"{nested.metadata.get('help', path)}{registered_text(nested)} (sets {path}; "
                 text += "default: "
                 text += f"{_default_text(nested)})"
                 metavar = path.rsplit(".", 1)[-1].upper()
@@ -166,7 +160,7 @@ class Binding:
                 default = _default_text(f)
                 if "choices" in f.metadata:
                     text += f"; one of {', '.join(map(str, f.metadata['choices']))}"
-                text += _registered(f)
+                text += registered_text(f)
                 if f.name == "preset":
                     text += "; replaces the config file's preset and drops its weighting fields"
             metavar = path.rsplit(".", 1)[-1].upper()

@@ -34,6 +34,12 @@ QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 RECIPES_DIR = CONFIG_DIR / "recipes"
 
 
+def _trl_loss_types() -> Sequence[str]:
+    from gcpo.trl.trainer import loss_types  # imports TRL: only when --help or a run needs it
+
+    return loss_types()
+
+
 @dataclass
 class TrainConfig:
     """One GCPO/GRPO training run on TRL."""
@@ -153,8 +159,9 @@ class TrainConfig:
     )
     loss_type: str = field(
         "dapo",
-        help="TRL loss_type",
-        choices=("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+        help="TRL loss_type (checked against the installed TRL's own list before the model "
+        "loads)",
+        names=_trl_loss_types,
         tags=("grpo",),
     )
     scale_rewards: str = field(

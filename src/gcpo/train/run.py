@@ -62,6 +62,11 @@ def grpo_args(config: TrainConfig, run_dir: Path, train_prompts: int) -> Any:
     prompts do not fill one generation batch."""
     from trl import GRPOConfig
 
+    from gcpo.trl.trainer import loss_types
+
+    known = loss_types()
+    if known and config.loss_type not in known:  # TRL itself raises only at the first loss
+        raise ConfigError(f"loss_type: got {config.loss_type!r}, allowed: {', '.join(known)}")
     # the knobs TrainConfig owns, under their GRPOConfig names (tagged "grpo" in TrainConfig)
     kwargs: dict[str, Any] = {name: getattr(config, name) for name in GRPO_FIELDS}
     kwargs.update(

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import warnings
 from collections import deque
@@ -71,9 +72,25 @@ from gcpo.trl.checkpoint import publish_checkpoint, remove_stale_staging, stagin
 from gcpo.trl.monitor import AlignmentMonitor
 from gcpo.weighting import WeightingConfig, WeightingState, active_groups, is_weighted
 
-__all__ = ["GCPOTrainer", "OneGroupPerBatchWarning"]
+__all__ = ["GCPOTrainer", "OneGroupPerBatchWarning", "loss_types"]
 
 logger = logging.getLogger(__name__)
+
+
+def loss_types() -> tuple[str, ...]:
+    """The ``loss_type`` values the installed TRL supports, read from its own ``GRPOConfig`` field
+    help ("Supported values are 'grpo', 'dr_grpo', ... and 'vespo'."), so the list follows a TRL
+    upgrade. Empty when this TRL words it differently (then TRL alone checks the value)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    help_text = next(
+        (str(f.metadata.get("help", "")) for f in dataclasses.fields(GRPOConfig) if f.name == "loss_type"),
+        "",
+    )
+    found = re.search(r"Supported values are (.*?)\.\s", help_text + " ")
+    return tuple(re.findall(r"'([a-z0-9_]+)'", found.group(1))) if found else ()
 
 
 class OneGroupPerBatchWarning(UserWarning):
