@@ -12,10 +12,13 @@ SmolLM2 completions of ``benchmarks/embedders.py``'s groups file (``--groups-fil
 exists, else the MATH500 solutions of ``--texts-file``, tokenised and tiled. Then verl's
 ``PPOTrainerSync._compute_advantage`` (GRPO) and, on fresh copies of the batch, the gcpo
 trainer's ``_compute_advantage`` for each preset (the same verl code with the weights applied
-inside it: ``responses`` added to verl's one TransferQueue read, decode if a signal reads text,
-embed, weigh, and verl's one write) run ``--repeats`` times, interleaved, on ``--threads`` torch
-threads. The difference is the GCPO addition; the budget is ``--budget-s`` (1% of a 60 s GPU
-step).
+inside it: decode if a signal reads text, embed, weigh, and verl's one write) run ``--repeats``
+times, interleaved, on ``--threads`` torch threads, each preset two ways: with the responses
+read ahead (``GCPOVerlTrainer.read_ahead``, which the trainer starts before verl's old-log-prob
+pass; here ``--overlap-s`` seconds of sleep stand in for that pass, before every timed step
+alike, and any wait for the read still counts) and with ``responses`` added to verl's own TransferQueue read (what happens when
+nothing was read ahead). The difference to verl's step is the GCPO addition to a step's wall
+time; the budget is ``--budget-s`` (1% of a 60 s GPU step).
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budget-s", type=float, default=0.6)
+    p.add_argument(
+        "--overlap-s",
+        type=float,
+        default=1.0,
+        help="read ahead: seconds between the start of the responses read and the advantage "
+        "step, standing in for verl's old-log-prob pass on the workers (seconds per step on GPUs)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -142,8 +152,9 @@ def main() -> None:
             step.prepare()  # load and re-index the embedder, build the decoder: once, untimed
             print(f"{preset}: ready in {time.perf_counter() - t:.1f} s, embedder {step.embedder!r}")
         plain: list[float] = []
-        ours: dict[str, list[float]] = {p: [] for p in presets}
-        parts: dict[str, dict[str, float]] = {}
+        modes = ("read ahead", "with verl's read")
+        ours: dict[tuple[str, str], list[float]] = {(p, m): [] for p in presets for m in modes}
+        parts: dict[tuple[str, str], dict[str, float]] = {}
         any_trainer = next(iter(trainers.values()))
         reads: dict[str, list[float]] = {"verl": [], "verl + responses": []}
         verl_fields = [
@@ -166,18 +177,23 @@ def main() -> None:
                     keys=meta.keys, partition_id=meta.partition_id, select_fields=fields
                 )
                 reads[name].append(time.perf_counter() - t)
+            time.sleep(args.overlap_s)  # every timed step starts after the same idle time
             t = time.perf_counter()
             PPOTrainerSync._compute_advantage(any_trainer, meta, {})
             plain.append(time.perf_counter() - t)
             tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
             for preset, trainer in trainers.items():
-                meta = put_batch(tq, pool, args)
-                metrics: dict[str, float] = {}
-                t = time.perf_counter()
-                trainer._compute_advantage(meta, metrics)
-                ours[preset].append(time.perf_counter() - t)
-                parts[preset] = dict(trainer.gcpo_timings)
-                tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
+                for mode in modes:
+                    meta = put_batch(tq, pool, args)
+                    metrics: dict[str, float] = {}
+                    if mode == "read ahead":
+                        trainer.read_ahead(meta)  # as _compute_old_log_prob starts it
+                    time.sleep(args.overlap_s)  # verl's old-log-prob pass on the workers
+                    t = time.perf_counter()
+                    trainer._compute_advantage(meta, metrics)
+                    ours[preset, mode].append(time.perf_counter() - t)
+                    parts[preset, mode] = dict(trainer.gcpo_timings)
+                    tq.kv_clear(keys=meta.keys, partition_id=meta.partition_id)
     finally:
         tq.close()
         ray.shutdown()
@@ -188,29 +204,40 @@ def main() -> None:
         f"({n * args.tokens / 1e6:.1f} M tokens; token ids from {source}), embedder "
         f"{args.embedder}, {args.threads} torch thread(s), median of {args.repeats}\n"
     )
-    print("| advantage step | s | vs verl's GRPO step | GCPO addition, s | vs budget |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| verl GRPO (PPOTrainerSync._compute_advantage) | {p:.2f} | 1.00 | | |")
+    print("| advantage step | responses | s | vs verl's GRPO step | GCPO addition, s | vs budget |")
+    print("|---|---|---:|---:|---:|---:|")
+    print(f"| verl GRPO (PPOTrainerSync._compute_advantage) | | {p:.2f} | 1.00 | | |")
     for preset in presets:
-        o = statistics.median(ours[preset])
-        print(
-            f"| gcpo trainer, preset {preset} | {o:.2f} | {o / p:.2f} | **{o - p:.2f}** | "
-            f"{(o - p) / args.budget_s:.2f} x {args.budget_s} s |"
-        )
+        for mode in modes:
+            o = statistics.median(ours[preset, mode])
+            print(
+                f"| gcpo trainer, preset {preset} | {mode} | {o:.2f} | {o / p:.2f} | "
+                f"**{o - p:.2f}** | {(o - p) / args.budget_s:.2f} x {args.budget_s} s |"
+            )
+    for preset in presets:
+        m = parts[preset, "read ahead"]
+        if "read_ahead_s" in m:
+            print(
+                f"\n{preset}, read ahead: the read took {m['read_ahead_s']:.2f} s in its thread "
+                f"(within the {args.overlap_s} s window: the advantage step waited "
+                f"{m['read_ahead_wait_s']:.3f} s for it), last repeat"
+            )
     r0, r1 = statistics.median(reads["verl"]), statistics.median(reads["verl + responses"])
     print(
         f"\nTransferQueue read alone, same batch: verl's fields {r0:.2f} s, with responses "
         f"{r1:.2f} s (+{r1 - r0:.2f} s); all repeats, GCPO addition per preset: "
         + "; ".join(
-            f"{k} " + ", ".join(f"{o - p_:.2f}" for o, p_ in zip(ours[k], plain, strict=True))
+            f"{k} ({mode}) "
+            + ", ".join(f"{o - p_:.2f}" for o, p_ in zip(ours[k, mode], plain, strict=True))
             for k in presets
+            for mode in modes
         )
     )
     for preset in presets:
-        m = parts[preset]
+        m = parts[preset, "read ahead"]
         keys = ("decode_s", "embed_ids_s", "embed_s", "signals_s", "weights_s", "step_s", "apply_s")
         inner = ", ".join(f"{k[:-2]} {m[k]:.3f}" for k in keys if k in m)
-        print(f"\n{preset}, inside the advantage step (last repeat, s): {inner}")
+        print(f"\n{preset}, inside the advantage step (read ahead, last repeat, s): {inner}")
     print(
         "(step: decode + embed + score; apply: step + reading the batch's rows + multiplying "
         "the advantages; the extended TransferQueue read is in the difference only)"

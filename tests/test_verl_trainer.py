@@ -268,6 +268,45 @@ def test_advantages_are_grpo_times_gcpo_scoring_weights(
     assert any(k.startswith("gcpo/signal/") for k in metrics) == (preset != "grpo")
 
 
+def test_responses_read_ahead_leave_verls_read_alone_and_weigh_the_same(
+    tq: Any, static_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import transfer_queue
+
+    reads: list[tuple[str, tuple[str, ...]]] = []
+    hooked = transfer_queue.kv_batch_get
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        fields = tuple(kwargs.get("select_fields") or ())
+        reads.append((threading.current_thread().name, fields))
+        return hooked(*args, **kwargs)
+
+    monkeypatch.setattr(transfer_queue, "kv_batch_get", spy)
+    config = verl_config({"preset": "gcpo", "embedder": str(static_dir)})
+    ahead, inline, stale = make_trainer(config), make_trainer(config), make_trainer(config)
+    meta, _ = put_batch(tq, seed=3)
+    metas = [meta, copy_batch(tq, meta), copy_batch(tq, meta)]
+    other, _ = put_batch(tq, seed=4)
+    reads.clear()
+    ahead.read_ahead(metas[0])  # what _compute_old_log_prob does before verl's pass
+    got: list[dict[str, Any]] = [{}, {}, {}]
+    ahead._compute_advantage(metas[0], got[0])
+    verl_read = [f for name, f in reads if "uid" in f]
+    assert [name for name, f in reads if f == ("responses",)][0].startswith("gcpo-read")
+    assert len(verl_read) == 1 and "responses" not in verl_read[0]  # verl's fields only
+    assert got[0]["timing_s/gcpo_read_ahead"] > 0
+    inline._compute_advantage(metas[1], got[1])  # nothing read ahead: responses with verl's read
+    stale.read_ahead(other)  # read ahead for another batch: not used
+    stale._compute_advantage(metas[2], got[2])
+    assert "timing_s/gcpo_read_ahead" not in got[1] and "timing_s/gcpo_read_ahead" not in got[2]
+    base = advantages(tq, metas[0])
+    for m in metas[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(base, advantages(tq, m), strict=True))
+    assert got[0]["gcpo/weight_std"] > 0 and got[0]["gcpo/weight_std"] == got[2]["gcpo/weight_std"]
+
+
 class _FakeWorkerGroup:
     def __init__(self) -> None:
         self.saved: list[str] = []

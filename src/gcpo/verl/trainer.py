@@ -1,14 +1,19 @@
 """verl's synchronous v1 trainer with GCPO group weights: ``trainer.v1.trainer_mode=gcpo``.
 
-:class:`GCPOVerlTrainer` is verl's own ``PPOTrainerSync`` with three methods extended, nothing
+:class:`GCPOVerlTrainer` is verl's own ``PPOTrainerSync`` with four methods extended, nothing
 replaced:
 
+- ``_compute_old_log_prob``: when a signal needs the responses' token ids, gcpo starts reading
+  ``responses`` from TransferQueue in a background thread before verl's old-log-prob pass, so
+  the read runs while the workers compute (``timing_s/gcpo_read_ahead``), not in the advantage
+  step.
 - ``_compute_advantage``: verl's own code runs (KL-in-reward, rollout correction, multi-turn
   sessions, GRPO) with the GCPO weights applied inside it, so the batch is read from and written
   to TransferQueue once, by verl. For the duration of the call (a context variable; outside it
   both hooks pass straight through) two hooks installed by :func:`register` act: TransferQueue's
   ``kv_batch_get`` adds ``responses`` to verl's advantage read when a signal needs the token ids
-  (verl gets back exactly the fields it asked for), and verl's
+  and they were not read ahead for this batch (verl gets back exactly the fields it asked
+  for), and verl's
   ``compute_advantage_for_multi_trajectories`` multiplies the padded advantages (and returns)
   row by row by the group's weight from :class:`gcpo.verl.step.GCPOAdvantageStep`, scoring the
   final turns with the rewards GRPO used (``token_level_rewards``, KL-penalised with
@@ -34,6 +39,7 @@ import functools
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -100,12 +106,20 @@ _VERL_ADVANTAGE_READ = {"uid", "response_mask", "rm_scores"}
 class _Call:
     """State of one ``GCPOVerlTrainer._compute_advantage`` call."""
 
-    def __init__(self, trainer: GCPOVerlTrainer, step: GCPOAdvantageStep, batch: Any) -> None:
+    def __init__(
+        self,
+        trainer: GCPOVerlTrainer,
+        step: GCPOAdvantageStep,
+        batch: Any,
+        read_ahead: Future[tuple[Any, float]] | None = None,
+    ) -> None:
         self.trainer = trainer
         self.step = step
         self.keys = list(batch.keys)
         self.tags = list(batch.tags)
-        self.extra_fields = ["responses"] if step.needs_token_ids else []
+        # the responses: read ahead (GCPOVerlTrainer.read_ahead), else with verl's own read
+        self.read_ahead = read_ahead if step.needs_token_ids else None
+        self.extra_fields = ["responses"] if step.needs_token_ids and read_ahead is None else []
         self.fetched: dict[str, Any] = {}
         self.applied = False
         self.metrics: dict[str, float] = {}
@@ -132,7 +146,13 @@ class _Call:
         rows = _final_rows(self.keys, self.tags)
         token_ids = None
         if step.needs_token_ids:
-            responses = self.fetched.get("responses")
+            if self.read_ahead is not None:
+                t = time.perf_counter()
+                responses, read_s = self.read_ahead.result()
+                self.timings["read_ahead_wait_s"] = time.perf_counter() - t
+                self.timings["read_ahead_s"] = read_s
+            else:
+                responses = self.fetched.get("responses")
             if responses is None:
                 raise RuntimeError("gcpo: the responses were not read with verl's batch")
             packed = PackedIds.from_jagged(responses)
@@ -158,7 +178,9 @@ class _Call:
         self.applied = True
         self.metrics = dict(result.metrics)
         self.metrics["timing_s/gcpo"] = time.perf_counter() - t0
-        self.timings = result.timings
+        if "read_ahead_s" in self.timings:  # spent beside verl's old-log-prob pass
+            self.metrics["timing_s/gcpo_read_ahead"] = self.timings["read_ahead_s"]
+        self.timings = {**self.timings, **result.timings}
 
 
 def _hooked_kv_batch_get(original: Any) -> Any:
@@ -234,6 +256,8 @@ class GCPOVerlTrainer(PPOTrainerSync):
         # Built (and so validated: preset, overrides, signals) before any worker starts; the
         # tokenizer is attached once verl has loaded it.
         self.gcpo = GCPOAdvantageStep(self.gcpo_settings, tokenizer=None)
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_ahead: tuple[str, list[str], Future[tuple[Any, float]]] | None = None
         super().__init__(config)
 
     def _init_tokenizer(self) -> None:
@@ -250,12 +274,42 @@ class GCPOVerlTrainer(PPOTrainerSync):
 
     # -- advantages ---------------------------------------------------------------------------
 
+    def _compute_old_log_prob(self, batch: Any, metrics: dict) -> Any:
+        """verl's old-log-prob pass, with gcpo's read of the responses started beside it."""
+        self.read_ahead(batch)
+        return super()._compute_old_log_prob(batch, metrics)
+
+    def read_ahead(self, batch: Any) -> None:
+        """Start reading ``batch``'s ``responses`` from TransferQueue in a background thread,
+        when a signal needs them: the read then runs while the workers compute the old (and
+        reference) log-probs, instead of lengthening the advantage step, which takes the
+        result if its batch has the same keys (else it adds ``responses`` to verl's read)."""
+        if not self._gcpo_step().needs_token_ids:
+            return
+        keys, partition = list(batch.keys), str(batch.partition_id)
+
+        def read() -> tuple[Any, float]:
+            t = time.perf_counter()
+            data = tq.kv_batch_get(keys=keys, partition_id=partition, select_fields=["responses"])
+            return data["responses"], time.perf_counter() - t
+
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcpo-read")
+        self._read_ahead = (partition, keys, self._reader.submit(read))
+
     def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
         """verl's own advantage step with the group weights applied inside it (see the module
-        docstring): one TransferQueue read (verl's, plus ``responses`` when a signal needs
-        them) and one write (verl's)."""
+        docstring): verl's one TransferQueue read (plus ``responses`` when a signal needs them
+        and :meth:`read_ahead` has not read them) and verl's one write."""
         step = self._gcpo_step()
-        call = _Call(self, step, batch)
+        pending, self._read_ahead = self._read_ahead, None
+        ahead = None
+        if pending is not None:
+            if pending[0] == str(batch.partition_id) and pending[1] == list(batch.keys):
+                ahead = pending[2]
+            else:  # another batch's: verl's read fetches this one's responses
+                pending[2].cancel()
+        call = _Call(self, step, batch, ahead)
         token = _ACTIVE.set(call)
         try:
             out = super()._compute_advantage(batch, metrics)
