@@ -18,6 +18,7 @@ from gcpo.compare import (
     plan_runs,
     run_comparison,
     t_interval,
+    table_markdown,
     table_rows,
 )
 from gcpo.fields import ConfigError
@@ -144,6 +145,39 @@ def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> Non
     assert rows["gcpo"]["final_diff_mean"] == pytest.approx(0.075)
 
 
+def test_fraction_of_the_reference_gain_from_hand_built_results(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    finals = {
+        "grpo": [0.40, 0.50, 0.45],
+        "oracle": [0.50, 0.62, 0.53],  # gains +0.10 +0.12 +0.08: clearly above 0
+        "gcpo": [0.45, 0.56, 0.49],  # gains +0.05 +0.06 +0.04: half of the oracle's
+        "seed-grpo": [0.40, 0.50, 0.45],  # no gain
+    }
+    areas = {"grpo": [0.3] * 3, "oracle": [0.4, 0.2, 0.3], "gcpo": [0.35] * 3, "seed-grpo": [0.3] * 3}
+    for preset, values in finals.items():
+        for seed, v in enumerate(values):
+            _write_summary(results, preset, seed, final_accuracy=v, area=areas[preset][seed])
+    c = CompareConfig(
+        presets=list(finals), seeds=[0, 1, 2], reference="oracle", results=str(results)
+    )
+    rows = {r["preset"]: r for r in table_rows(c)}
+    assert rows["gcpo"]["final_fraction"] == pytest.approx(0.5)
+    assert rows["seed-grpo"]["final_fraction"] == pytest.approx(0.0)
+    assert rows["gcpo"]["final_reference_gain"] == pytest.approx(0.10)
+    assert rows["gcpo"]["final_fraction_seeds"] == 3
+    # the oracle's area gains +0.1 -0.1 0: no measurable gain, so no fraction
+    assert rows["gcpo"]["area_fraction"] is None
+    assert "final_fraction" not in rows["grpo"] and "final_fraction" not in rows["oracle"]
+    text = table_markdown(table_rows(c), c)
+    assert "| gcpo | 3 | **0.50** (+0.050 of +0.100 [" in text
+    assert "none: oracle +0.000 [" in text and "not distinguishable from 0 (this arm +0.050)" in text
+    # on the seeds both finished: an arm with one seed is compared on that seed only
+    (results / "runs" / "gcpo-s1" / "summary.json").write_text(json.dumps({"finished": False}))
+    (results / "runs" / "gcpo-s2" / "summary.json").write_text(json.dumps({"finished": False}))
+    row = {r["preset"]: r for r in table_rows(c)}["gcpo"]
+    assert row["final_fraction_seeds"] == 1 and row["final_fraction"] is None  # no interval
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [
@@ -157,6 +191,8 @@ def test_table_paired_differences_from_hand_built_results(tmp_path: Path) -> Non
         ({"preset_seeds": {"gcpo": [0, 7]}}, "preset_seeds.gcpo"),
         ({"preset_seeds": {"gcpo": []}}, "preset_seeds.gcpo"),
         ({"preset_seeds": {"grpo": [0]}}, "baseline runs on every seed"),
+        ({"reference": "oracle"}, "reference"),
+        ({"reference": "grpo"}, "reference"),
     ],
 )
 def test_bad_config_is_refused(kw: dict[str, Any], match: str) -> None:

@@ -112,6 +112,11 @@ class CompareConfig:
         "at every seed: {mgpo: [0, 1]}; the table shows each preset's seed count",
     )
     baseline: str = field("grpo", help="preset the paired differences are taken against")
+    reference: str | None = field(
+        None,
+        help="arm whose paired gain over the baseline the others' gains are a fraction of (e.g. "
+        "oracle: the best any signal could do); null = no such table",
+    )
     eval_every: int = field(5, help="score the held-out set every this many steps", min=1)
     heldout_seed: int = field(
         0,
@@ -174,6 +179,13 @@ class CompareConfig:
                 raise ConfigError(
                     f"baseline: {self.baseline!r} is not among presets {self.presets}; the paired "
                     "differences are taken against it"
+                )
+            if self.reference is not None and (
+                self.reference not in self.presets or self.reference == self.baseline
+            ):
+                raise ConfigError(
+                    f"reference: {self.reference!r} must be one of presets {self.presets} other "
+                    f"than the baseline {self.baseline!r}"
                 )
         if isinstance(self.seeds, list):
             if not self.seeds:
@@ -597,6 +609,7 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
     results = Path(c.results)
     runs = {(p, s): _load_run(results, run_name(p, s)) for p in c.presets for s in c.seeds}
     rows = []
+    paired: dict[tuple[str, str], dict[int, float]] = {}  # (preset, metric) -> seed -> diff
     for preset in c.presets:
         done = {s: run for s in c.seeds if (run := runs[preset, s]) is not None}
         finals = [r["final_accuracy"] for r in done.values() if r["final_accuracy"] is not None]
@@ -612,16 +625,17 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
         row["area_ci_low"], row["area_ci_high"] = t_interval(areas)
         for key in ("final", "area"):
             metric = "final_accuracy" if key == "final" else "area"
-            diffs = []
-            per_seed = []
+            by_seed: dict[int, float] = {}
             for s in c.seeds:
                 mine, base = (
                     runs[preset, s],
                     runs[c.baseline, s] if c.baseline in c.presets else None,
                 )
                 if mine and base and mine[metric] is not None and base[metric] is not None:
-                    diffs.append(mine[metric] - base[metric])
-                    per_seed.append(f"s{s}:{mine[metric] - base[metric]:+.3f}")
+                    by_seed[s] = mine[metric] - base[metric]
+            diffs = list(by_seed.values())
+            per_seed = [f"s{s}:{d:+.3f}" for s, d in by_seed.items()]
+            paired[preset, key] = {} if preset == c.baseline else by_seed
             row[f"{key}_diff_mean"] = _mean(diffs) if preset != c.baseline else None
             lo, hi = t_interval(diffs) if preset != c.baseline else (None, None)
             row[f"{key}_diff_ci_low"], row[f"{key}_diff_ci_high"] = lo, hi
@@ -646,7 +660,38 @@ def table_rows(c: CompareConfig) -> list[dict[str, Any]]:
             ]
         )
         rows.append(row)
+    if c.reference is not None:
+        for row in rows:
+            if row["preset"] in (c.baseline, c.reference):
+                continue
+            for key in ("final", "area"):
+                f = gain_fraction(paired[row["preset"], key], paired[c.reference, key])
+                row[f"{key}_fraction"] = f["fraction"]
+                row[f"{key}_fraction_seeds"] = f["seeds"]
+                row[f"{key}_fraction_gain"] = f["gain"]
+                row[f"{key}_reference_gain"] = f["reference_gain"]
+                row[f"{key}_reference_ci_low"], row[f"{key}_reference_ci_high"] = f["reference_ci"]
     return rows
+
+
+def gain_fraction(mine: dict[int, float], reference: dict[int, float]) -> dict[str, Any]:
+    """This arm's paired gain over the baseline as a fraction of the reference arm's, on the
+    seeds both finished: ``fraction`` = mean(mine) / mean(reference) there, given only when the
+    reference's gain is distinguishable from 0 (its 95 % t-interval excludes 0), else None: a
+    fraction of no measurable gain is no number."""
+    seeds = sorted(set(mine) & set(reference))
+    ref = [reference[s] for s in seeds]
+    own = [mine[s] for s in seeds]
+    lo, hi = t_interval(ref)
+    gain = _mean(ref)
+    measurable = lo is not None and hi is not None and (lo > 0 or hi < 0)
+    return {
+        "seeds": len(seeds),
+        "gain": _mean(own),
+        "reference_gain": gain,
+        "reference_ci": (lo, hi),
+        "fraction": (_mean(own) or 0.0) / gain if measurable and gain else None,
+    }
 
 
 def table_markdown(rows: list[dict[str, Any]], c: CompareConfig, title: str = "") -> str:
@@ -695,6 +740,38 @@ def table_markdown(rows: list[dict[str, Any]], c: CompareConfig, title: str = ""
     start = [r["start_accuracy"] for r in rows if r["start_accuracy"] is not None]
     if start:
         lines += ["", f"Held-out accuracy of the starting model: {start[0]:.3f}."]
+    if c.reference is not None:
+        lines += [
+            "",
+            f"Fraction of `{c.reference}`'s gain over `{c.baseline}` that each arm reaches "
+            f"(paired, on the seeds the arm and `{c.reference}` both finished): the arm's mean "
+            f"gain / `{c.reference}`'s mean gain; only where `{c.reference}`'s gain is "
+            "distinguishable from 0 (its 95 % t-interval excludes 0), else there is no gain "
+            "to take a fraction of.",
+            "",
+            "| preset | seeds | final: fraction | area: fraction |",
+            "|---|---:|---|---|",
+        ]
+        for r in rows:
+            if r["preset"] in (c.baseline, c.reference):
+                continue
+            cells = []
+            for key in ("final", "area"):
+                ref = _ci_text(
+                    r[f"{key}_reference_gain"],
+                    r[f"{key}_reference_ci_low"],
+                    r[f"{key}_reference_ci_high"],
+                    sign=True,
+                )
+                gain = _fmt(r[f"{key}_fraction_gain"], sign=True)
+                if not r[f"{key}_fraction_seeds"]:
+                    cells.append("no shared seed")
+                elif r[f"{key}_fraction"] is None:
+                    cells.append(f"none: {c.reference} {ref} not distinguishable from 0 (this arm {gain})")
+                else:
+                    cells.append(f"**{r[f'{key}_fraction']:.2f}** ({gain} of {ref})")
+            seeds = r["final_fraction_seeds"]
+            lines.append(f"| {r['preset']} | {seeds} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
