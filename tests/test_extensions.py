@@ -222,3 +222,27 @@ def test_plugin_as_a_file_path_from_the_repository_root(
     assert "PYTHONPATH" in err and "--plugin examples/custom_weighting.py" in err
     assert main(["signals", "--plugin", "examples/nope.py", "-i", "examples/groups.jsonl"]) == 2
     assert "examples/nope.py: no such file" in capsys.readouterr().err
+
+
+def test_a_plugin_signal_that_embeds_gets_the_embedder_everywhere() -> None:
+    # the registry's needs decide whether the embedder is used (scoring, gcpo train --check,
+    # the verl step), not a list of built-in signal names
+    from gcpo.scoring import GroupScorer
+    from gcpo.signals import SIGNALS, register_signal
+    from gcpo.train.check import _locate_embedder
+    from gcpo.train.config import TrainConfig
+    from gcpo.weighting import WeightingConfig
+
+    register_signal("embed_norm", needs=("embeddings",), bound=1.0, description="")(
+        lambda embeddings, mask: embeddings.norm(dim=-1).mean(-1)
+    )
+    try:
+        assert GroupScorer(WeightingConfig(signal="embed_norm")).uses_embedder()
+        assert not GroupScorer(WeightingConfig(signal="none")).uses_embedder()
+        assert GroupScorer(WeightingConfig(signal="none")).uses_embedder(["embed_norm"])
+        used = TrainConfig(embedder="hashing", weighting={"signal": "embed_norm"})
+        assert _locate_embedder(used) == "hashing (model-free)"
+        unused = TrainConfig(embedder="hashing", preset="grpo")
+        assert _locate_embedder(unused) == "hashing (not used by this preset)"
+    finally:
+        del SIGNALS["embed_norm"]

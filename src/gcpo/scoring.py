@@ -454,6 +454,14 @@ def _canonical(key: str | None) -> str | None:
     return canonical_answer(key) or None
 
 
+def _embeds(inputs: set[str], config: WeightingConfig) -> bool:
+    """Whether signals consuming ``inputs`` need the embedder: completion embeddings, segment
+    clouds, or semantic-entropy clusters by embedding."""
+    return bool({"embeddings", "clouds"} & inputs) or (
+        "clusters" in inputs and config.se_clusterer == "embedding"
+    )
+
+
 class GroupScorer:
     """Turns :class:`Groups` into signals and per-group weights for one :class:`WeightingConfig`.
 
@@ -504,10 +512,19 @@ class GroupScorer:
         never silently falls back to uniform. An adapter that cannot compute one refuses the
         configuration (verl cannot compute ``gradients``).
         """
+        return self.inputs(extra_signals) & TRAINER_INPUTS
+
+    def inputs(self, extra_signals: Sequence[str] | str = ()) -> set[str]:
+        """Every input the config's signal plus ``extra_signals`` consume: their registered
+        needs under this config (``embeddings``, ``clouds``, ``clusters``, ``logprobs``, ...)."""
         out: set[str] = set()
         for name in self._names(extra_signals):
             out.update(get_signal(name).needs_for(self.config))
-        return out & TRAINER_INPUTS
+        return out
+
+    def uses_embedder(self, extra_signals: Sequence[str] | str = ()) -> bool:
+        """Whether scoring embeds anything (completions, segments, or embedding clusters)."""
+        return _embeds(self.inputs(extra_signals), self.config)
 
     def _names(self, extra_signals: Sequence[str] | str = ()) -> list[str]:
         own = [] if self.config.signal == "none" else [self.config.signal]
@@ -618,7 +635,7 @@ class GroupScorer:
         need_emb = "embeddings" in all_needs or (
             "clusters" in all_needs and cfg.se_clusterer == "embedding"
         )
-        if need_emb or "clouds" in all_needs:
+        if _embeds(all_needs, cfg):
             emb, clouds = self._embed(groups, need_emb, "clouds" in all_needs)
         timings["embed_s"] = timings.get("embed_s", 0.0) + time.perf_counter() - t0
 

@@ -35,17 +35,13 @@ def _locate_model(name: str) -> str:
 
 
 def _locate_embedder(config: TrainConfig) -> str:
-    from gcpo.scoring import resolve_signal_names
+    from gcpo.scoring import GroupScorer
 
-    name, w = config.embedder.name, config.weighting
-    try:
-        used = set(resolve_signal_names(list(config.extra_signals)))
+    name = config.embedder.name
+    try:  # the signals' registered needs decide, plugins included
+        geometric = GroupScorer(config.weighting).uses_embedder(list(config.extra_signals))
     except ValueError as exc:
         raise ConfigError(f"extra_signals: {exc}") from None
-    used.add(w.signal)
-    geometric = bool(used & {"cosine_dispersion", "barycentric_transport", "eigenscore"}) or (
-        "semantic_entropy" in used and w.se_clusterer == "embedding"
-    )
     if not geometric:
         return f"{name} (not used by this preset)"
     if name == "hashing":

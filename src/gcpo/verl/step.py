@@ -37,7 +37,6 @@ from gcpo.fields import ConfigError
 from gcpo.metrics import score_metrics
 from gcpo.presets import available_presets, check_preset, preset
 from gcpo.scoring import Groups, GroupScorer, resolve_signal_names
-from gcpo.signals import get_signal
 from gcpo.verl.decode import ByteLevelDecoder
 from gcpo.weighting import WeightingConfig
 
@@ -261,9 +260,7 @@ class GCPOAdvantageStep:
                 f"{why}"
             )
         # every input the signals consume (the registry's needs, config-dependent ones too)
-        self._inputs = {
-            n for name in self.signal_names for n in get_signal(name).needs_for(self.weighting)
-        }
+        self._inputs = self.scorer.inputs(extra)
         self.state: Any = self.scorer.initial_state()
         self._byte_decoder: ByteLevelDecoder | None = None
         self._byte_decoder_for: Any = None
@@ -279,10 +276,7 @@ class GCPOAdvantageStep:
     def needs_embeddings(self) -> bool:
         """Whether a signal consumes sentence embeddings (completions, segments, or embedding
         clusters), by the signals' registered needs."""
-        i = self._inputs
-        return bool({"embeddings", "clouds"} & i) or (
-            "clusters" in i and self.weighting.se_clusterer == "embedding"
-        )
+        return self.scorer.uses_embedder(self.extra_signals)
 
     @property
     def token_id_path(self) -> bool:
