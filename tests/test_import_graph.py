@@ -1,7 +1,9 @@
 """The import graph of src/gcpo has no cycle and no upward edge between layers (bottom to top:
 core, glue = every module no layer names, adapters, recipes, cli; docs/design.md section 9).
 Read with ``ast`` from the source: absolute and relative imports, at module level, in functions
-and under ``TYPE_CHECKING``; an edge goes to the module named, not to packages loaded on the way.
+and under ``TYPE_CHECKING``, plus a string that is exactly a module's name (the lazy
+``importlib.import_module("gcpo.verl.step")`` of a package ``__getattr__``); an edge goes to the
+module named, not to packages loaded on the way.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def imported(module: str, path: Path, known: set[str]) -> set[str]:
             for a in node.names:  # ``from gcpo import config`` imports the module gcpo.config
                 sub = f"{source}.{a.name}"
                 names.add(sub if sub in known else source)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in known:
+            names.add(node.value)  # imported by name at run time
     out = set()
     for name in names:
         while name and name not in known:  # a name inside a module: that module
@@ -86,6 +90,7 @@ def test_the_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert "gcpo.weighting" in GRAPH["gcpo.scoring"]  # at module level
     assert "gcpo.cli.train" in GRAPH["gcpo.cli"]  # inside a function
     assert "gcpo.fields" in GRAPH["gcpo.verl.step"]  # from gcpo import fields
+    assert "gcpo.verl.trainer" in GRAPH["gcpo.verl"]  # a lazy import by name
     source = tmp_path / "m.py"
     source.write_text("from . import io\nfrom ..weighting import group_weights\n")
     known = {"gcpo", "gcpo.io", "gcpo.tasks.io", "gcpo.weighting", "gcpo.tasks.m"}
