@@ -236,14 +236,15 @@ def _install_hooks() -> None:
 class GCPOVerlTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` whose GRPO advantages are weighted per group by GCPO."""
 
-    # verl tests ``trainer_mode == "sync"``; keep the requested name for messages only.
+    # verl tests ``trainer_mode == "sync"`` to pick its loop, and its base class assigns the
+    # configured name ("gcpo") to this attribute; the loop that runs is verl's sync one.
     @property  # type: ignore[override]
     def trainer_mode(self) -> str:
         return "sync"
 
     @trainer_mode.setter
     def trainer_mode(self, value: str) -> None:
-        self._requested_trainer_mode = value
+        del value  # the configured name is not needed after dispatch
 
     def __init__(self, config: DictConfig) -> None:
         estimator = str(OmegaConf.select(config, "algorithm.adv_estimator", default=""))
